@@ -1,0 +1,240 @@
+//! Command-line interface of `dohost`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dohost::{IdMinter, ServerConfig, SyncMode};
+
+/// dohost runs durable objects: WebAssembly components with a unique ID, their own SQLite
+/// database and one event at a time.
+#[derive(Parser)]
+#[command(name = "dohost", version, propagate_version = true)]
+#[command(after_help = "Examples:\n  \
+    dohost run game-room.wasm\n  \
+    curl -X POST localhost:8787/lobby/join -d '{\"playerId\":\"p1\",\"name\":\"Ann\"}'\n  \
+    dohost id --class game-room lobby\n\n\
+    Logs go to stderr; set RUST_LOG=debug for one line per request.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the objects of one component over HTTP.
+    ///
+    /// POST /<name>/<path> reaches the object created from <name>, which sees /<path>;
+    /// /_id/<hex>/<path> reaches an object by ID; POST /_new mints a unique ID.
+    Run(RunArgs),
+    /// Print the ID (and database file) of the object created from a name.
+    Id(IdArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The object component (.wasm) to serve.
+    component: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, default_value = "127.0.0.1:8787", env = "DOHOST_LISTEN")]
+    listen: SocketAddr,
+    /// Data directory: object databases, the ID key and the compiled-component cache.
+    #[arg(long, default_value = ".dohost", env = "DOHOST_DATA")]
+    data: PathBuf,
+    /// Class name, part of every object ID [default: the component's file name].
+    #[arg(long)]
+    class: Option<String>,
+    /// Commit durability: full (fsync before every response), normal (survives a dohost
+    /// crash, not power loss) or off (tests only).
+    #[arg(long, default_value = "full")]
+    sync: SyncMode,
+    /// Linear memory limit per object instance (e.g. 128MiB).
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    memory_limit: u64,
+    /// Database size limit per object (e.g. 10GiB).
+    #[arg(long, default_value = "10GiB", value_parser = parse_size)]
+    max_db_size: u64,
+    /// CPU time limit per event (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    cpu_limit: Duration,
+    /// Largest accepted request body (larger ones get 413).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    max_body: u64,
+    /// Evict an object's instance after this long without events.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Most object instances live at once (sizes the instance pool).
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+}
+
+#[derive(Args)]
+struct IdArgs {
+    /// The object's name.
+    name: String,
+    /// The class (the component's file name without .wasm, unless `run --class` was used).
+    #[arg(long)]
+    class: String,
+    /// Data directory holding the host key.
+    #[arg(long, default_value = ".dohost", env = "DOHOST_DATA")]
+    data: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Id(args) => id(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dohost: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(args.component);
+    config.class = args.class;
+    config.listen = args.listen;
+    config.data_dir = args.data;
+    config.storage.sync = args.sync;
+    config.storage.max_database_bytes = args.max_db_size;
+    config.limits.memory_bytes = usize::try_from(args.memory_limit).context("--memory-limit")?;
+    config.limits.cpu_per_event = args.cpu_limit;
+    config.limits.max_body_bytes = usize::try_from(args.max_body).context("--max-body")?;
+    config.idle_timeout = args.idle_timeout;
+    config.max_instances = args.max_instances;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let class = config.class_name();
+        let component = config.component.display().to_string();
+        let data = config.data_dir.display().to_string();
+        let sync = config.storage.sync;
+        let server = dohost::Server::bind(config).await?;
+        let addr = server.local_addr()?;
+        tracing::info!(
+            "serving class {class} ({component}) on http://{addr} | data: {data} | sync: {sync}"
+        );
+        tracing::info!("try: curl -X POST http://{addr}/<name>/<path>");
+        server.serve(shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn id(args: IdArgs) -> anyhow::Result<()> {
+    let key = args.data.join("id.key");
+    anyhow::ensure!(
+        key.exists(),
+        "{} does not exist: run `dohost run --data {}` once first",
+        key.display(),
+        args.data.display()
+    );
+    let minter = IdMinter::load_or_create(&key)?;
+    let id = minter.from_name(&args.class, &args.name)?;
+    println!("{id}");
+    println!(
+        "{}",
+        dohost::storage::database_path(&args.data, &id).display()
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Parses sizes such as `4096`, `64KiB`, `128MiB`, `10GiB` (also KB/MB/GB as powers of 1000).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 128MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "unknown size unit in {text:?}: use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parses durations such as `500ms`, `30s`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" | "" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("unknown duration unit in {text:?}: use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("1h").is_err());
+    }
+}

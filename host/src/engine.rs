@@ -1,0 +1,288 @@
+//! The wasmtime engine and object classes (compiled components).
+//!
+//! One [`Engine`] per host: component model, pooling allocator sized for the live-instance cap,
+//! epoch interruption driven by an [`EpochTicker`] thread. Each class is compiled once, cached
+//! on disk as a precompiled artefact keyed by the component's SHA-256 and the engine's
+//! compatibility hash, and kept as an `ObjectPre` (a linked `InstancePre`), so activating an
+//! object is only instantiation.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{Object, ObjectPre};
+use crate::object::ObjectState;
+
+/// How often the epoch advances; the CPU limit is checked at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Instances that may be live at once (sizes the pooling allocator).
+    pub max_instances: u32,
+    /// Largest linear memory of an instance, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            memory_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a component could not be loaded as an object class.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not a WebAssembly file (it does not start with the \\0asm magic bytes)")]
+    NotWasm(PathBuf),
+    #[error(
+        "{0} is a core WebAssembly module, not a component. Build for wasm32-wasip2 \
+         (cargo build --target wasm32-wasip2), or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule(PathBuf),
+    #[error("{path} is not a valid component: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path} does not fit the dohost:object@0.1.0 world: {message}\n\
+         (an object imports only dohost:object interfaces and WASI 0.2, and exports \
+         dohost:object/handler and dohost:object/alarm-handler)"
+    )]
+    Incompatible { path: PathBuf, message: String },
+    #[error("cannot set up the engine: {0}")]
+    Engine(String),
+}
+
+/// Builds the host's engine.
+pub fn build_engine(config: &EngineConfig) -> Result<Engine, LoadError> {
+    let mut pool = PoolingAllocationConfig::new();
+    let n = config.max_instances.max(1);
+    // A component is one component instance but several core instances (the guest module and
+    // the small adapter modules wit-component adds), usually one memory and a few tables.
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memories_per_module(1)
+        .max_tables_per_module(4)
+        .table_elements(100_000)
+        .max_component_instance_size(4 << 20)
+        .max_core_instance_size(4 << 20)
+        .max_memory_size(config.memory_bytes);
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm).map_err(|e| LoadError::Engine(format!("{e:#}")))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("dohost-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .ok()
+        };
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A compiled, linked object class.
+pub struct Class {
+    name: String,
+    pre: ObjectPre<ObjectState>,
+    sha256: String,
+}
+
+impl Class {
+    /// Loads the component at `path` as class `name`. With `cache_dir`, reuses (or writes) a
+    /// precompiled artefact there so later starts skip compilation.
+    pub fn load(
+        engine: &Engine,
+        path: &Path,
+        name: &str,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        check_header(path, &bytes)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let component = match cache_dir {
+            Some(dir) => load_cached(engine, path, &bytes, &sha256, dir)?,
+            None => compile(engine, path, &bytes)?,
+        };
+        let pre = link(engine, &component).map_err(|e| LoadError::Incompatible {
+            path: path.to_path_buf(),
+            message: e,
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            pre,
+            sha256,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Hex SHA-256 of the component file.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub(crate) fn pre(&self) -> &ObjectPre<ObjectState> {
+        &self.pre
+    }
+}
+
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm(path.to_path_buf()));
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+    Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    })
+}
+
+fn load_cached(
+    engine: &Engine,
+    path: &Path,
+    bytes: &[u8],
+    sha256: &str,
+    dir: &Path,
+) -> Result<Component, LoadError> {
+    let mut hasher = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let file = dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
+    if file.exists() {
+        // SAFETY: the cache directory belongs to this host (inside its data directory) and only
+        // ever receives artefacts this engine serialized; a corrupt file fails to deserialize
+        // and is recompiled below.
+        match unsafe { Component::deserialize_file(engine, &file) } {
+            Ok(component) => {
+                tracing::debug!(file = %file.display(), "loaded compiled component from cache");
+                return Ok(component);
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "ignoring unusable cache entry: {e:#}")
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let component = compile(engine, path, bytes)?;
+    tracing::info!(
+        component = %path.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "compiled component"
+    );
+    if let Err(e) = write_cache(&component, dir, &file) {
+        tracing::warn!(file = %file.display(), "cannot cache compiled component: {e:#}");
+    }
+    Ok(component)
+}
+
+fn write_cache(component: &Component, dir: &Path, file: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let serialized = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serialized)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Links WASI 0.2 and the dohost interfaces, and checks the component's exports.
+fn link(engine: &Engine, component: &Component) -> Result<ObjectPre<ObjectState>, String> {
+    let mut linker = Linker::<ObjectState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("{e:#}"))?;
+    Object::add_to_linker::<ObjectState, HasSelf<ObjectState>>(&mut linker, |state| state)
+        .map_err(|e| format!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("{e:#}"))?;
+    ObjectPre::new(pre).map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_files_that_are_not_components() {
+        let engine = build_engine(&EngineConfig {
+            max_instances: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&str, &[u8])] = &[
+            ("empty.wasm", b""),
+            ("text.wasm", b"hello world, not wasm"),
+            ("core.wasm", b"\0asm\x01\0\0\0"),
+            ("truncated.wasm", b"\0asm\x0d\0\x01\0\x01"),
+        ];
+        for (name, bytes) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let err = Class::load(&engine, &path, "c", None)
+                .err()
+                .expect("must fail");
+            let message = err.to_string();
+            assert!(message.contains(name), "{message}");
+        }
+        let missing = Class::load(&engine, &dir.path().join("nope.wasm"), "c", None);
+        assert!(matches!(missing, Err(LoadError::Read { .. })));
+    }
+}

@@ -1,0 +1,466 @@
+//! HTTP ingress: hyper 1.x on tokio, the URL scheme, and HTTP errors.
+//!
+//! URL scheme (one class per host):
+//! - `/<name>/<rest>?<query>`: the object created from `<name>` (percent-decoded UTF-8,
+//!   1..=256 bytes, no control characters, not `.` or `..`); it sees `/<rest>?<query>`.
+//! - `/_id/<hex>/<rest>?<query>`: the object with that ID (64 lower-case hex digits minted
+//!   by this host for this class).
+//! - `POST /_new`: mints a random unique ID and returns `{"id": "<hex>"}`.
+//! - Any other first segment starting with `_` is reserved for the host (404).
+//!
+//! Names and IDs only ever reach the filesystem as the hex of a validated ID, so no URL can
+//! name a path outside the data directory.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::bindings::http_types::{Request, Response};
+use crate::id::{IdError, validate_name};
+use crate::object::{EventError, EventKind, Reply};
+use crate::registry::{DispatchError, ObjectRegistry};
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head (request line plus headers) accepted, in bytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A failed request, with the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+}
+
+impl IngressError {
+    fn status(&self) -> StatusCode {
+        match self {
+            IngressError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            IngressError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::Dispatch(DispatchError::Overloaded(_) | DispatchError::ShuttingDown) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            IngressError::Dispatch(DispatchError::Event(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short machine-readable kind, sent as `x-dohost-error`.
+    fn kind(&self) -> &'static str {
+        match self {
+            IngressError::BadRequest(_) => "bad-request",
+            IngressError::NotFound(_) => "not-found",
+            IngressError::MethodNotAllowed(_) => "method-not-allowed",
+            IngressError::PayloadTooLarge(_) => "payload-too-large",
+            IngressError::Dispatch(DispatchError::Overloaded(_)) => "overloaded",
+            IngressError::Dispatch(DispatchError::ShuttingDown) => "shutting-down",
+            IngressError::Dispatch(DispatchError::Event(e)) => match e {
+                EventError::Guest(_) => "object-error",
+                EventError::Trap(_) => "object-trapped",
+                EventError::Limit(crate::limits::LimitHit::Memory { .. }) => "memory-limit",
+                EventError::Limit(crate::limits::LimitHit::Cpu(_)) => "cpu-limit",
+                EventError::Activation(_) => "activation-failed",
+                EventError::Storage(_) => "storage-failed",
+            },
+        }
+    }
+}
+
+impl From<IdError> for IngressError {
+    fn from(e: IdError) -> Self {
+        IngressError::BadRequest(e.to_string())
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/<name>/<rest>`
+    Named { name: String, rest: String },
+    /// `/_id/<hex>/<rest>`
+    ById { hex: String, rest: String },
+    /// `/_new`
+    NewId,
+}
+
+const USAGE: &str = "no object in the URL: use /<name>/<path> or /_id/<hex id>/<path> \
+                     (POST /_new mints a unique ID)";
+
+/// Parses a request path (still percent-encoded) into a route. `rest` starts with `/`.
+pub fn route(path: &str) -> Result<Route, IngressError> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (first, rest) = split_segment(path);
+    if first.is_empty() {
+        return Err(IngressError::NotFound(USAGE.into()));
+    }
+    if first == "_id" {
+        let (hex, rest) = split_segment(rest.strip_prefix('/').unwrap_or(""));
+        if hex.is_empty() {
+            return Err(IngressError::BadRequest(
+                "missing object ID after /_id/".into(),
+            ));
+        }
+        return Ok(Route::ById {
+            hex: hex.to_string(),
+            rest: rest_path(rest),
+        });
+    }
+    if first == "_new" {
+        return Ok(Route::NewId);
+    }
+    if first.starts_with('_') {
+        return Err(IngressError::NotFound(format!(
+            "/{first} is reserved for the host; object names cannot start with '_'"
+        )));
+    }
+    let name = percent_decode(first)?;
+    validate_name(&name)?;
+    Ok(Route::Named {
+        name,
+        rest: rest_path(rest),
+    })
+}
+
+fn split_segment(path: &str) -> (&str, &str) {
+    match path.find('/') {
+        Some(i) => (&path[..i], &path[i..]),
+        None => (path, ""),
+    }
+}
+
+fn rest_path(rest: &str) -> String {
+    if rest.is_empty() {
+        "/".into()
+    } else {
+        rest.to_string()
+    }
+}
+
+/// Decodes `%XX` escapes; the result must be UTF-8.
+fn percent_decode(segment: &str) -> Result<String, IngressError> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    IngressError::BadRequest("malformed %-escape in the object name".into())
+                })?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| IngressError::BadRequest("object names must be UTF-8".into()))
+}
+
+/// Settings of the HTTP ingress.
+#[derive(Clone, Debug)]
+pub struct IngressConfig {
+    pub max_body_bytes: usize,
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    registry: ObjectRegistry,
+    config: IngressConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = Arc::new(App { registry, config });
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+                });
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("gave up waiting for connections after {SHUTDOWN_GRACE:?}");
+        }
+    }
+}
+
+struct App {
+    registry: ObjectRegistry,
+    config: IngressConfig,
+}
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+impl App {
+    async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let response = match self.handle_inner(req).await {
+            Ok(response) => response,
+            Err(err) => {
+                let status = err.status();
+                if status.is_server_error() {
+                    tracing::warn!(%peer, %method, %path, status = status.as_u16(), "{err}");
+                }
+                error_response(&err)
+            }
+        };
+        tracing::debug!(
+            %peer, %method, %path,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn handle_inner(
+        &self,
+        req: hyper::Request<Incoming>,
+    ) -> Result<HttpResponse, IngressError> {
+        let class = self.registry.class().name().to_string();
+        let (id, name, rest) = match route(req.uri().path())? {
+            Route::NewId => {
+                if req.method() != Method::POST {
+                    return Err(IngressError::MethodNotAllowed("use POST /_new".into()));
+                }
+                let id = self.registry.ids().new_unique(&class);
+                let body = serde_json::json!({ "id": id.to_hex() }).to_string();
+                return Ok(json_response(StatusCode::OK, body));
+            }
+            Route::Named { name, rest } => (
+                self.registry.ids().from_name(&class, &name)?,
+                Some(name),
+                rest,
+            ),
+            Route::ById { hex, rest } => (self.registry.ids().parse(&class, &hex)?, None, rest),
+        };
+        let request = self.guest_request(req, &rest).await?;
+        match self
+            .registry
+            .dispatch(id, name, EventKind::Request(request))
+            .await?
+        {
+            Reply::Response(response) => Ok(to_http(response)),
+            Reply::AlarmDone => Err(IngressError::BadRequest("unexpected alarm reply".into())),
+        }
+    }
+
+    /// Reads the body (within the cap) and builds the guest's view of the request.
+    async fn guest_request(
+        &self,
+        req: hyper::Request<Incoming>,
+        rest: &str,
+    ) -> Result<Request, IngressError> {
+        let limit = self.config.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(IngressError::PayloadTooLarge(limit));
+        }
+        let (parts, body) = req.into_parts();
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost");
+        let url = match parts.uri.query() {
+            Some(query) => format!("http://{host}{rest}?{query}"),
+            None => format!("http://{host}{rest}"),
+        };
+        let mut headers = Vec::with_capacity(parts.headers.len());
+        for (name, value) in &parts.headers {
+            let value = std::str::from_utf8(value.as_bytes()).map_err(|_| {
+                IngressError::BadRequest(format!("header {name} is not valid UTF-8"))
+            })?;
+            headers.push((name.as_str().to_string(), value.to_string()));
+        }
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes().to_vec(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(IngressError::PayloadTooLarge(limit));
+            }
+            Err(e) => {
+                return Err(IngressError::BadRequest(format!(
+                    "cannot read the body: {e}"
+                )));
+            }
+        };
+        Ok(Request {
+            method: parts.method.as_str().to_string(),
+            url,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Converts the guest's response; a response hyper cannot send becomes a 500 that says why.
+fn to_http(response: Response) -> HttpResponse {
+    let invalid = |why: String| {
+        tracing::warn!("object sent an invalid response: {why}");
+        plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "object-invalid-response",
+            &format!("the object sent an invalid response: {why}"),
+        )
+    };
+    let status = match StatusCode::from_u16(response.status) {
+        Ok(s) if (100..=599).contains(&response.status) && !s.is_informational() => s,
+        _ => return invalid(format!("status {}", response.status)),
+    };
+    let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *out.status_mut() = status;
+    let headers = out.headers_mut();
+    for (name, value) in response.headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            return invalid(format!("header name {name:?}"));
+        };
+        // hyper computes framing from the body.
+        if name == CONTENT_LENGTH || name == hyper::header::TRANSFER_ENCODING {
+            continue;
+        }
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            return invalid(format!("value of header {name}"));
+        };
+        headers.append(name, value);
+    }
+    out
+}
+
+fn json_response(status: StatusCode, body: String) -> HttpResponse {
+    let mut out = hyper::Response::new(Full::new(Bytes::from(body)));
+    *out.status_mut() = status;
+    out.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out
+}
+
+fn error_response(err: &IngressError) -> HttpResponse {
+    plain(err.status(), err.kind(), &err.to_string())
+}
+
+fn plain(status: StatusCode, kind: &'static str, message: &str) -> HttpResponse {
+    let mut out = hyper::Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *out.status_mut() = status;
+    let headers = out.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-dohost-error", HeaderValue::from_static(kind));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, rest: &str) -> Route {
+        Route::Named {
+            name: name.into(),
+            rest: rest.into(),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/lobby/join").unwrap(), named("lobby", "/join"));
+        assert_eq!(route("/lobby").unwrap(), named("lobby", "/"));
+        assert_eq!(route("/lobby/").unwrap(), named("lobby", "/"));
+        assert_eq!(route("/a%20b/x/y").unwrap(), named("a b", "/x/y"));
+        assert_eq!(route("/_new").unwrap(), Route::NewId);
+        assert_eq!(
+            route("/_id/abc/x").unwrap(),
+            Route::ById {
+                hex: "abc".into(),
+                rest: "/x".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for path in [
+            "/",
+            "/..",
+            "/%2e%2e/x",
+            "/%2E%2E",
+            "/.",
+            "/a%00b",
+            "/%zz",
+            "/%ff",
+            "/_x",
+            "/_id/",
+        ] {
+            let err = route(path).unwrap_err();
+            assert!(matches!(err.status().as_u16(), 400 | 404), "{path}: {err}");
+        }
+        let long = format!("/{}", "n".repeat(300));
+        assert_eq!(route(&long).unwrap_err().status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,247 @@
+//! One live object: its wasmtime store, its database, and how one event runs through them.
+//!
+//! Everything here runs on the object's event thread (a tokio blocking-pool thread the actor
+//! hands the object to for one event), so SQLite calls block only that thread. The actor in
+//! `registry` guarantees that events of one object never overlap.
+//!
+//! Event rules (the output gate):
+//! - the event's SQL runs in one transaction, begun before the guest is called;
+//! - `ok(response)`: the transaction commits (synced per the sync mode) before the response
+//!   is returned, so no client sees a response whose writes are not durable;
+//! - `err`, a trap, or a limit: the transaction rolls back and the instance is discarded, so
+//!   the guest's memory can never disagree with its database; the next event gets a fresh
+//!   instance.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::http_types::{Request, Response};
+use crate::bindings::{AlarmInfo, Object, identity};
+use crate::engine::Class;
+use crate::id::ObjectId;
+use crate::limits::{LimitHit, Limits, MemoryLimiter, thread_cpu_time};
+use crate::storage::{EventEnd, SqlStore, StorageError};
+
+/// Who an object is, as its guest sees it through the `identity` interface.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub class: Arc<str>,
+    pub id: ObjectId,
+    pub name: Option<String>,
+}
+
+/// Counters of one event, read by the host after it ends.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct EventMetrics {
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// The data of an object's wasmtime store.
+pub struct ObjectState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    sql: SqlStore,
+    identity: Identity,
+    limiter: MemoryLimiter,
+    pub(crate) metrics: EventMetrics,
+    /// Thread CPU time when the current event started, and the event's budget.
+    cpu_start: Duration,
+    cpu_limit: Duration,
+}
+
+impl ObjectState {
+    pub(crate) fn sql(&mut self) -> &mut SqlStore {
+        &mut self.sql
+    }
+}
+
+impl WasiView for ObjectState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// `http-types` only defines types.
+impl crate::bindings::http_types::Host for ObjectState {}
+
+impl identity::Host for ObjectState {
+    fn id(&mut self) -> wasmtime::Result<String> {
+        Ok(self.identity.id.to_hex())
+    }
+
+    fn name(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.identity.name.clone())
+    }
+}
+
+/// An event delivered to an object.
+#[derive(Debug)]
+pub enum EventKind {
+    Request(Request),
+    Alarm(AlarmInfo),
+}
+
+/// What a successful event returns.
+#[derive(Debug)]
+pub enum Reply {
+    Response(Response),
+    AlarmDone,
+}
+
+/// Why an event failed. Every variant means the event's writes were rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("the object returned an error: {0}")]
+    Guest(String),
+    #[error("the object trapped: {0}")]
+    Trap(String),
+    #[error("{0}")]
+    Limit(LimitHit),
+    #[error("the object could not be started: {0}")]
+    Activation(String),
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Timings of one activation (a cold start), in the order the phases run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActivationTimings {
+    pub open_database: Duration,
+    pub instantiate: Duration,
+}
+
+/// A live instance of an object.
+pub struct LiveObject {
+    store: Store<ObjectState>,
+    bindings: Object,
+}
+
+impl LiveObject {
+    /// Instantiates `class` for `identity` over its open database.
+    pub fn activate(
+        rt: &Handle,
+        class: &Class,
+        identity: Identity,
+        sql: SqlStore,
+        limits: &Limits,
+    ) -> Result<Self, EventError> {
+        let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
+        let state = ObjectState {
+            wasi,
+            table: ResourceTable::new(),
+            sql,
+            identity,
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            metrics: EventMetrics::default(),
+            cpu_start: Duration::ZERO,
+            cpu_limit: limits.cpu_per_event,
+        };
+        let mut store = Store::new(class.pre().engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        // Checked every epoch tick while the guest runs: stop it once the event has used its
+        // CPU budget. Measured with the thread's CPU clock, so time spent waiting does not count.
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            let used = thread_cpu_time().saturating_sub(state.cpu_start);
+            if used > state.cpu_limit {
+                Err(wasmtime::Error::new(LimitHit::Cpu(state.cpu_limit)))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store.data_mut().cpu_start = thread_cpu_time();
+        let bindings = rt
+            .block_on(class.pre().instantiate_async(&mut store))
+            .map_err(|e| EventError::Activation(describe_trap(&e)))?;
+        Ok(Self { store, bindings })
+    }
+
+    /// Runs one event to completion: guest call, then commit or rollback.
+    ///
+    /// Returns the outcome and whether the instance may be kept for the next event.
+    pub fn run(&mut self, rt: &Handle, event: EventKind) -> (Result<Reply, EventError>, bool) {
+        let state = self.store.data_mut();
+        state.metrics = EventMetrics::default();
+        state.cpu_start = thread_cpu_time();
+        let deadline = Instant::now() + state.cpu_limit;
+        if let Err(e) = state.sql.begin_event(Some(deadline)) {
+            return (Err(e.into()), false);
+        }
+        self.store.set_epoch_deadline(1);
+        let store = &mut self.store;
+        let bindings = &self.bindings;
+        let outcome = rt.block_on(async {
+            match &event {
+                EventKind::Request(request) => bindings
+                    .dohost_object_handler()
+                    .call_handle_request(&mut *store, request)
+                    .await
+                    .map(|r| r.map(Reply::Response)),
+                EventKind::Alarm(info) => bindings
+                    .dohost_object_alarm_handler()
+                    .call_on_alarm(&mut *store, *info)
+                    .await
+                    .map(|r| r.map(|()| Reply::AlarmDone)),
+            }
+        });
+        let sql = &mut self.store.data_mut().sql;
+        match outcome {
+            Ok(Ok(reply)) => match sql.finish_event(true) {
+                Ok(EventEnd::Committed) => (Ok(reply), true),
+                Ok(EventEnd::RolledBackFull) => {
+                    // The guest saw `database-full` and answered anyway: its response goes
+                    // out, its writes do not. Its memory may assume they did, so discard it.
+                    tracing::info!("event rolled back: the database reached its size limit");
+                    (Ok(reply), false)
+                }
+                Ok(EventEnd::RolledBack) => (Ok(reply), false),
+                Err(e) => (Err(e.into()), false),
+            },
+            Ok(Err(message)) => {
+                let _ = sql.finish_event(false);
+                (Err(EventError::Guest(message)), false)
+            }
+            Err(trap) => {
+                let _ = sql.finish_event(false);
+                let err = match trap.downcast_ref::<LimitHit>() {
+                    Some(hit) => EventError::Limit(hit.clone()),
+                    None => EventError::Trap(describe_trap(&trap)),
+                };
+                (Err(err), false)
+            }
+        }
+    }
+
+    /// Counters of the last event.
+    pub fn metrics(&self) -> EventMetrics {
+        self.store.data().metrics
+    }
+
+    /// Tears the instance down and returns its database handle for reuse.
+    pub fn into_database(self) -> SqlStore {
+        self.store.into_data().sql
+    }
+}
+
+/// A one-line description of a trap or instantiation error, without the backtrace.
+fn describe_trap(err: &wasmtime::Error) -> String {
+    let mut message = err.to_string();
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        message = format!("{trap}");
+    }
+    let root = err.root_cause().to_string();
+    if root != message {
+        message = format!("{message}: {root}");
+    }
+    message
+}

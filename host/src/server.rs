@@ -1,0 +1,135 @@
+//! Wiring: a whole host (engine, class, registry, ingress) from one [`ServerConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::engine::{Class, EngineConfig, EpochTicker, build_engine};
+use crate::id::IdMinter;
+use crate::ingress::{self, IngressConfig};
+use crate::limits::Limits;
+use crate::registry::{ObjectRegistry, RegistryConfig};
+use crate::storage::StorageConfig;
+
+/// Everything a host needs to serve one class.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The component to serve.
+    pub component: PathBuf,
+    /// Class name (feeds into every ID); defaults to the component's file stem.
+    pub class: Option<String>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub limits: Limits,
+    pub max_instances: u32,
+    pub idle_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for serving `component`: 127.0.0.1:8787, `./.dohost`.
+    pub fn new(component: PathBuf) -> Self {
+        Self {
+            component,
+            class: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from(".dohost"),
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+            max_instances: 1000,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The class name in effect.
+    pub fn class_name(&self) -> String {
+        self.class.clone().unwrap_or_else(|| {
+            self.component
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace('_', "-"))
+                .unwrap_or_else(|| "object".into())
+        })
+    }
+}
+
+/// A host that has loaded its class and bound its listener.
+pub struct Server {
+    listener: TcpListener,
+    registry: ObjectRegistry,
+    ingress: IngressConfig,
+    _ticker: EpochTicker,
+}
+
+impl Server {
+    /// Loads the component (compiling or reusing the cache), opens the data directory and
+    /// binds the listener. Must run inside a tokio runtime.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let minter = IdMinter::load_or_create(&config.data_dir.join("id.key"))?;
+        let engine = build_engine(&EngineConfig {
+            max_instances: config.max_instances,
+            memory_bytes: config.limits.memory_bytes,
+        })?;
+        let class_name = config.class_name();
+        let cache = config.data_dir.join("cache");
+        let class = {
+            let (engine, path, name) =
+                (engine.clone(), config.component.clone(), class_name.clone());
+            tokio::task::spawn_blocking(move || Class::load(&engine, &path, &name, Some(&cache)))
+                .await??
+        };
+        let ticker = EpochTicker::start(&engine);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let registry = ObjectRegistry::new(
+            Arc::new(class),
+            minter,
+            RegistryConfig {
+                data_dir: config.data_dir.clone(),
+                storage: config.storage.clone(),
+                limits: config.limits.clone(),
+                idle_timeout: config.idle_timeout,
+            },
+        );
+        let ingress = IngressConfig {
+            max_body_bytes: config.limits.max_body_bytes,
+        };
+        Ok(Self {
+            listener,
+            registry,
+            ingress,
+            _ticker: ticker,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The registry, to dispatch events without HTTP (embedding, tests).
+    pub fn registry(&self) -> &ObjectRegistry {
+        &self.registry
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Server {
+            listener,
+            registry,
+            ingress,
+            _ticker,
+        } = self;
+        ingress::serve(listener, registry, ingress, shutdown).await;
+    }
+}

@@ -1,0 +1,502 @@
+//! Each object's own SQLite database: opening, the event transaction, and guest statements.
+//!
+//! Invariants:
+//! - One [`SqlStore`] (one connection) per live object, owned by that object's actor and used by
+//!   one thread at a time; nothing else opens the file while the object is live on this host.
+//! - The file path is derived only from the hex object ID (`objects/<2 hex>/<64 hex>.sqlite3`).
+//! - Every event runs between [`SqlStore::begin_event`] and [`SqlStore::finish_event`]: one
+//!   SQLite transaction, committed (and synced per [`SyncMode`]) or rolled back as a whole.
+//! - Guest statements go through [`SqlStore::exec`], which turns on the authorizer
+//!   (see [`security`]); host statements never do.
+
+mod security;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStatus};
+
+use self::security::GuestMode;
+pub use self::security::{RESERVED_PREFIX, is_reserved};
+use crate::bindings::sql::{SqlError, Value};
+use crate::id::ObjectId;
+
+/// How durable a commit is when the event's response is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// WAL with `synchronous=FULL`: every commit is fsynced before the response leaves.
+    /// Survives process crashes and power loss. The default, as in workerd.
+    #[default]
+    Full,
+    /// WAL with `synchronous=NORMAL`: commits survive a crash of dohost but the last ones may be
+    /// lost on power loss or an OS crash.
+    Normal,
+    /// `synchronous=OFF`: for tests and throwaway data only; an OS crash can corrupt data.
+    Off,
+}
+
+impl SyncMode {
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Off => "OFF",
+        }
+    }
+}
+
+impl FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(SyncMode::Full),
+            "normal" => Ok(SyncMode::Normal),
+            "off" => Ok(SyncMode::Off),
+            other => Err(format!(
+                "unknown sync mode {other:?}: use full, normal or off"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.pragma().to_ascii_lowercase())
+    }
+}
+
+/// Settings shared by every object database on a host.
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Durability of commits.
+    pub sync: SyncMode,
+    /// Largest database file, in bytes (rounded down to whole pages).
+    pub max_database_bytes: u64,
+    /// Largest result `exec` will hold for a guest, in bytes (approximate).
+    pub max_result_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            sync: SyncMode::Full,
+            max_database_bytes: 10 * 1024 * 1024 * 1024,
+            max_result_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Host-level storage failures (not guest SQL errors, which are [`SqlError`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("commit failed, the event's writes were rolled back: {0}")]
+    Commit(rusqlite::Error),
+}
+
+/// How an event's transaction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventEnd {
+    Committed,
+    /// Rolled back although the handler succeeded, because a statement hit the database size
+    /// limit during the event.
+    RolledBackFull,
+    RolledBack,
+}
+
+/// What one `exec` produced.
+#[derive(Debug, Default)]
+pub struct ExecResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// The relative path of an object's database inside the data directory.
+pub fn database_path(data_dir: &Path, id: &ObjectId) -> PathBuf {
+    let hex = id.to_hex();
+    data_dir
+        .join("objects")
+        .join(&hex[..2])
+        .join(format!("{hex}.sqlite3"))
+}
+
+/// An object's open database.
+pub struct SqlStore {
+    conn: Connection,
+    guest: GuestMode,
+    /// CPU deadline for the current event, as nanoseconds since `epoch`; `u64::MAX` = none.
+    /// Read by SQLite's progress handler, so runaway queries stop with the event's time limit.
+    deadline: Arc<AtomicU64>,
+    epoch: Instant,
+    config: StorageConfig,
+    in_event: bool,
+    /// Set when a statement hit the size limit: the event must not commit.
+    doomed: bool,
+    page_size: u64,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the database at `path` with the host's settings.
+    pub fn open(path: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| StorageError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        // No URI filenames, no shared cache: the path is ours and the connection is private.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        let guest = GuestMode::default();
+        security::harden(&mut conn, guest.clone()).map_err(open_err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {sync};
+             PRAGMA temp_store = MEMORY;
+             PRAGMA foreign_keys = ON;
+             CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
+             CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;",
+            sync = config.sync.pragma()
+        ))
+        .map_err(open_err)?;
+        let page_size: u64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+            .map_err(open_err)?
+            .max(512) as u64;
+        let max_pages = (config.max_database_bytes / page_size).clamp(1, u32::MAX as u64);
+        conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
+            Ok(())
+        })
+        .map_err(open_err)?;
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let epoch = Instant::now();
+        {
+            let deadline = deadline.clone();
+            conn.progress_handler(
+                10_000,
+                Some(move || {
+                    let limit = deadline.load(Ordering::Relaxed);
+                    limit != u64::MAX && epoch.elapsed().as_nanos() as u64 > limit
+                }),
+            )
+            .map_err(open_err)?;
+        }
+        Ok(Self {
+            conn,
+            guest,
+            deadline,
+            epoch,
+            config: config.clone(),
+            in_event: false,
+            doomed: false,
+            page_size,
+        })
+    }
+
+    /// Starts the event transaction. `deadline` stops long-running statements.
+    pub fn begin_event(&mut self, deadline: Option<Instant>) -> Result<(), StorageError> {
+        debug_assert!(!self.in_event, "events on one object never overlap");
+        let nanos = deadline.map_or(u64::MAX, |d| {
+            d.saturating_duration_since(self.epoch)
+                .as_nanos()
+                .min(u64::MAX as u128 - 1) as u64
+        });
+        self.deadline.store(nanos, Ordering::Relaxed);
+        self.conn.execute_batch("BEGIN")?;
+        self.in_event = true;
+        self.doomed = false;
+        Ok(())
+    }
+
+    /// Ends the event transaction: commits if `commit` and nothing doomed it, else rolls back.
+    /// A failed commit is rolled back and reported as [`StorageError::Commit`].
+    pub fn finish_event(&mut self, commit: bool) -> Result<EventEnd, StorageError> {
+        self.deadline.store(u64::MAX, Ordering::Relaxed);
+        self.in_event = false;
+        let end = if !commit {
+            EventEnd::RolledBack
+        } else if self.doomed {
+            EventEnd::RolledBackFull
+        } else {
+            EventEnd::Committed
+        };
+        if end == EventEnd::Committed {
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                self.rollback_quietly();
+                return Err(StorageError::Commit(e));
+            }
+        } else {
+            self.rollback_quietly();
+        }
+        Ok(end)
+    }
+
+    fn rollback_quietly(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!("rollback failed: {e}");
+        }
+    }
+
+    /// Runs a guest query (one or more statements) with `params`.
+    pub fn exec(&mut self, query: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+        self.guest.set(true);
+        let result = self.exec_guest(query, params);
+        self.guest.set(false);
+        if let Err(err) = &result {
+            if matches!(err, SqlError::DatabaseFull(_)) {
+                self.doomed = true;
+            }
+            // Some errors (full disk, out of memory) make SQLite roll the whole transaction
+            // back. Keep the event inside a transaction, and never commit what is left of it.
+            if self.in_event && self.conn.is_autocommit() {
+                self.doomed = true;
+                if let Err(e) = self.conn.execute_batch("BEGIN") {
+                    tracing::warn!("cannot restart the event transaction: {e}");
+                }
+            }
+        }
+        result
+    }
+
+    fn exec_guest(&mut self, query: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+        let changes_before = self.conn.total_changes();
+        let mut out = ExecResult::default();
+        let mut params = params;
+        // A query without `;` (ignoring trailing ones) is a single statement: take it from the
+        // statement cache. Anything else runs statement by statement, each prepared only after
+        // the previous one ran (a later statement may use a table an earlier one creates).
+        let single = !query.trim_end().trim_end_matches(';').contains(';');
+        if single {
+            match self.conn.prepare_cached(query) {
+                Ok(mut stmt) => {
+                    out.rows_read += run_statement(&mut stmt, &mut params, &mut out, &self.config)?;
+                }
+                Err(rusqlite::Error::Empty) => {}
+                Err(e) => return Err(sql_error(e)),
+            }
+        } else {
+            let mut batch = Batch::new(&self.conn, query);
+            while let Some(mut stmt) =
+                fallible_iterator::FallibleIterator::next(&mut batch).map_err(sql_error)?
+            {
+                out = ExecResult {
+                    rows_read: out.rows_read,
+                    ..Default::default()
+                };
+                out.rows_read += run_statement(&mut stmt, &mut params, &mut out, &self.config)?;
+            }
+        }
+        if !params.is_empty() {
+            return Err(SqlError::InvalidArgument(format!(
+                "{} more parameter(s) than the query has placeholders",
+                params.len()
+            )));
+        }
+        out.rows_written = self.conn.total_changes().saturating_sub(changes_before);
+        Ok(out)
+    }
+
+    /// Size of the database in bytes (pages in use times page size).
+    pub fn database_size(&self) -> Result<u64, StorageError> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        Ok(pages.max(0) as u64 * self.page_size)
+    }
+
+    /// The object's alarm time, including changes made earlier in the current event.
+    pub fn alarm(&self) -> Result<Option<i64>, StorageError> {
+        let mut stmt = self.conn.prepare("SELECT at FROM _do_alarm WHERE id = 0")?;
+        let mut rows = stmt.query([])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
+    /// Sets (`Some`) or clears (`None`) the alarm inside the current transaction.
+    pub fn set_alarm(&mut self, at: Option<i64>) -> Result<(), StorageError> {
+        match at {
+            Some(at) => self.conn.execute(
+                "INSERT INTO _do_alarm (id, at) VALUES (0, ?1) ON CONFLICT (id) DO UPDATE SET at = ?1",
+                [at],
+            )?,
+            None => self.conn.execute("DELETE FROM _do_alarm WHERE id = 0", [])?,
+        };
+        Ok(())
+    }
+
+    /// A value from the host's metadata table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT value FROM _do_meta WHERE key = ?1")?;
+        let mut rows = stmt.query([key])?;
+        Ok(match rows.next()? {
+            Some(row) => row.get(0)?,
+            None => None,
+        })
+    }
+
+    /// Stores a metadata value (inside the current transaction, if any).
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StorageError> {
+        self.conn.execute(
+            "INSERT INTO _do_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+            [key, value],
+        )?;
+        Ok(())
+    }
+}
+
+/// Binds, runs and collects one statement. Returns the rows it read.
+fn run_statement(
+    stmt: &mut Statement<'_>,
+    params: &mut &[Value],
+    out: &mut ExecResult,
+    config: &StorageConfig,
+) -> Result<u64, SqlError> {
+    if let Some(sql) = stmt.expanded_sql()
+        && let Some(word) = security::denied_keyword(&sql)
+    {
+        return Err(SqlError::AccessDenied(format!(
+            "{word} is not allowed in objects"
+        )));
+    }
+    let wanted = stmt.parameter_count();
+    if wanted > params.len() {
+        return Err(SqlError::InvalidArgument(format!(
+            "the statement has {wanted} placeholder(s) but only {} parameter(s) are left",
+            params.len()
+        )));
+    }
+    let (mine, rest) = params.split_at(wanted);
+    *params = rest;
+    stmt.clear_bindings();
+    for (i, value) in mine.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, BoundValue(value))
+            .map_err(sql_error)?;
+    }
+    out.columns = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let scans_before = stmt.get_status(StatementStatus::FullscanStep);
+    let ncols = stmt.column_count();
+    let mut bytes = 0usize;
+    let mut returned = 0u64;
+    {
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let mut values = Vec::with_capacity(ncols);
+            for i in 0..ncols {
+                let value = row.get_ref(i).map_err(sql_error)?;
+                bytes += value_size(&value);
+                values.push(from_sqlite(value));
+            }
+            if bytes > config.max_result_bytes {
+                return Err(SqlError::TooBig(format!(
+                    "the result is larger than {} bytes; page it with LIMIT/OFFSET or a WHERE on a key",
+                    config.max_result_bytes
+                )));
+            }
+            out.rows.push(values);
+            returned += 1;
+        }
+    }
+    let scans = stmt
+        .get_status(StatementStatus::FullscanStep)
+        .saturating_sub(scans_before);
+    Ok(returned + scans.max(0) as u64)
+}
+
+fn value_size(value: &ValueRef<'_>) -> usize {
+    16 + match value {
+        ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+        _ => 0,
+    }
+}
+
+fn from_sqlite(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// A WIT value bound as a statement parameter.
+struct BoundValue<'a>(&'a Value);
+
+impl rusqlite::ToSql for BoundValue<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// Maps a SQLite failure on a guest statement to the typed WIT error.
+fn sql_error(err: rusqlite::Error) -> SqlError {
+    let message = err.to_string();
+    let code = match &err {
+        rusqlite::Error::SqliteFailure(e, _) | rusqlite::Error::SqlInputError { error: e, .. } => {
+            e.code
+        }
+        rusqlite::Error::InvalidParameterCount(..) | rusqlite::Error::InvalidParameterName(_) => {
+            return SqlError::InvalidArgument(message);
+        }
+        _ => return SqlError::Other(message),
+    };
+    match code {
+        ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch => SqlError::Constraint(message),
+        ErrorCode::DiskFull => SqlError::DatabaseFull(format!(
+            "{message}: the object's database reached its size limit"
+        )),
+        ErrorCode::TooBig => SqlError::TooBig(message),
+        ErrorCode::AuthorizationForStatementDenied => SqlError::AccessDenied(message),
+        ErrorCode::ParameterOutOfRange => SqlError::InvalidArgument(message),
+        ErrorCode::OperationInterrupted => {
+            SqlError::Other(format!("{message}: the event ran out of CPU time"))
+        }
+        // SQLITE_ERROR: parse errors, missing tables or columns, denied functions, limits.
+        ErrorCode::Unknown if message.contains("not authorized") => SqlError::AccessDenied(message),
+        ErrorCode::Unknown if message.contains("too many") || message.contains("too big") => {
+            SqlError::TooBig(message)
+        }
+        ErrorCode::Unknown => SqlError::Syntax(message),
+        _ => SqlError::Other(message),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! SQLite hardening for guest statements, modelled on workerd's `setupSecurity`.
+//!
+//! Guests share nothing but their own database file, so the rules here keep a guest inside it:
+//! no ATTACH/DETACH (and an attached-database limit of 0 besides), no transaction control (the
+//! host owns the event transaction), a short allow-list of PRAGMAs, no `load_extension`, no
+//! access to the host's reserved `_do_` tables, no TEMP objects (their memory is outside the
+//! database size limit), and SQLite limits on statement length, columns and bound variables.
+//!
+//! The authorizer runs while a statement is prepared. It applies only while
+//! [`GuestMode`] is on: the host's own statements (BEGIN/COMMIT, the alarm and metadata tables)
+//! are prepared with it off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, config::DbConfig};
+
+/// Prefix of the tables the host keeps in every object database. Guests may not touch them.
+pub const RESERVED_PREFIX: &str = "_do_";
+
+/// Limits applied to every object connection. Chosen to match Cloudflare's documented SQL
+/// limits where they exist (100 KB statements, 100 columns, 100 bound parameters).
+const LIMITS: &[(Limit, i32)] = &[
+    (Limit::SQLITE_LIMIT_ATTACHED, 0),
+    (Limit::SQLITE_LIMIT_SQL_LENGTH, 100_000),
+    (Limit::SQLITE_LIMIT_COLUMN, 100),
+    (Limit::SQLITE_LIMIT_VARIABLE_NUMBER, 100),
+    (Limit::SQLITE_LIMIT_LENGTH, 16 * 1024 * 1024),
+    (Limit::SQLITE_LIMIT_EXPR_DEPTH, 100),
+    (Limit::SQLITE_LIMIT_COMPOUND_SELECT, 50),
+    (Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1_000),
+    (Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 100),
+    (Limit::SQLITE_LIMIT_FUNCTION_ARG, 32),
+];
+
+/// PRAGMAs a guest may run. `true` means the guest may also set it; `false` means read only.
+const ALLOWED_PRAGMAS: &[(&str, bool)] = &[
+    ("data_version", false),
+    ("defer_foreign_keys", true),
+    ("foreign_key_check", true),
+    ("foreign_key_list", true),
+    ("foreign_keys", true),
+    ("freelist_count", false),
+    ("index_info", true),
+    ("index_list", true),
+    ("index_xinfo", true),
+    ("integrity_check", false),
+    ("optimize", false),
+    ("page_count", false),
+    ("page_size", false),
+    ("quick_check", false),
+    ("table_info", true),
+    ("table_list", true),
+    ("table_xinfo", true),
+    ("user_version", false),
+];
+
+/// Virtual table modules a guest may create (full-text search).
+const ALLOWED_VTABLE_MODULES: &[&str] = &["fts5"];
+
+/// Switch between guest statements (authorizer enforced) and host statements.
+#[derive(Clone, Default)]
+pub struct GuestMode(Arc<AtomicBool>);
+
+impl GuestMode {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+
+    fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Applies connection-level hardening and installs the authorizer.
+pub fn harden(conn: &mut Connection, mode: GuestMode) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_ATTACH_CREATE, false)?;
+    for &(limit, value) in LIMITS {
+        conn.set_limit(limit, value)?;
+    }
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+        if !mode.is_on() {
+            return Authorization::Allow;
+        }
+        match authorize(&ctx.action) {
+            Ok(()) => Authorization::Allow,
+            Err(()) => Authorization::Deny,
+        }
+    }))?;
+    Ok(())
+}
+
+/// The guest policy. `Err` denies the statement (the guest sees `access-denied`).
+fn authorize(action: &AuthAction<'_>) -> Result<(), ()> {
+    use AuthAction::*;
+    let ok_name = |name: &str| if is_reserved(name) { Err(()) } else { Ok(()) };
+    match *action {
+        Select | Recursive | Reindex { .. } | Analyze { .. } => Ok(()),
+        Read { table_name, .. }
+        | Insert { table_name }
+        | Delete { table_name }
+        | Update { table_name, .. }
+        | CreateTable { table_name }
+        | DropTable { table_name }
+        | AlterTable { table_name, .. } => ok_name(table_name),
+        CreateIndex {
+            index_name,
+            table_name,
+        }
+        | DropIndex {
+            index_name,
+            table_name,
+        } => ok_name(index_name).and(ok_name(table_name)),
+        CreateTrigger {
+            trigger_name,
+            table_name,
+        }
+        | DropTrigger {
+            trigger_name,
+            table_name,
+        } => ok_name(trigger_name).and(ok_name(table_name)),
+        CreateView { view_name } | DropView { view_name } => ok_name(view_name),
+        CreateVtable {
+            table_name,
+            module_name,
+        }
+        | DropVtable {
+            table_name,
+            module_name,
+        } => {
+            if ALLOWED_VTABLE_MODULES
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(module_name))
+            {
+                ok_name(table_name)
+            } else {
+                Err(())
+            }
+        }
+        Function { function_name } => {
+            if function_name.eq_ignore_ascii_case("load_extension") {
+                Err(())
+            } else {
+                Ok(())
+            }
+        }
+        Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            let allowed = ALLOWED_PRAGMAS
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(pragma_name));
+            match allowed {
+                Some((_, settable)) if *settable || pragma_value.is_none() => Ok(()),
+                _ => Err(()),
+            }
+        }
+        // The host owns the event transaction; attached databases would escape the object's
+        // file; TEMP objects live outside the size limit.
+        Transaction { .. } | Savepoint { .. } | Attach { .. } | Detach { .. } => Err(()),
+        CreateTempIndex { .. }
+        | CreateTempTable { .. }
+        | CreateTempTrigger { .. }
+        | CreateTempView { .. }
+        | DropTempIndex { .. }
+        | DropTempTable { .. }
+        | DropTempTrigger { .. }
+        | DropTempView { .. } => Err(()),
+        _ => Err(()),
+    }
+}
+
+/// Whether `name` is in the host's reserved namespace (case-insensitive, as SQLite names are).
+pub fn is_reserved(name: &str) -> bool {
+    name.len() >= RESERVED_PREFIX.len()
+        && name.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
+}
+
+/// Statements the authorizer cannot see: VACUUM (including `VACUUM INTO`, which would write a
+/// copy of the database anywhere on the host) has no authorizer action code.
+pub fn denied_keyword(statement_sql: &str) -> Option<&'static str> {
+    let word = first_keyword(statement_sql);
+    if word.eq_ignore_ascii_case("vacuum") {
+        Some("VACUUM")
+    } else {
+        None
+    }
+}
+
+/// The first keyword of a statement, skipping whitespace and comments.
+fn first_keyword(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.find('\n').map_or("", |i| &rest[i + 1..]);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.find("*/").map_or("", |i| &rest[i + 2..]);
+        } else {
+            break;
+        }
+    }
+    let end = sql
+        .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .unwrap_or(sql.len());
+    &sql[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names() {
+        assert!(is_reserved("_do_alarm"));
+        assert!(is_reserved("_DO_x"));
+        assert!(!is_reserved("_d"));
+        assert!(!is_reserved("do_x"));
+    }
+
+    #[test]
+    fn keywords() {
+        assert_eq!(denied_keyword("  vacuum"), Some("VACUUM"));
+        assert_eq!(
+            denied_keyword("/* x */ -- y\n VACUUM INTO '/tmp/x'"),
+            Some("VACUUM")
+        );
+        assert_eq!(denied_keyword("SELECT 1"), None);
+        assert_eq!(denied_keyword("/* unterminated"), None);
+    }
+}

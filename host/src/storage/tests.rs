@@ -1,0 +1,183 @@
+//! Unit tests for the object database: typed values, transactions, limits and hardening.
+
+use super::*;
+
+fn open(dir: &tempfile::TempDir, max_bytes: u64) -> SqlStore {
+    let config = StorageConfig {
+        max_database_bytes: max_bytes,
+        ..StorageConfig::default()
+    };
+    SqlStore::open(&dir.path().join("o/db.sqlite3"), &config).unwrap()
+}
+
+fn exec(store: &mut SqlStore, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+    store.exec(sql, params)
+}
+
+#[test]
+fn values_round_trip_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (v ANY)", &[]).unwrap();
+    let values = vec![
+        Value::Null,
+        Value::Integer(i64::MAX),
+        Value::Integer(i64::MIN),
+        Value::Real(-0.5),
+        Value::Real(f64::INFINITY),
+        Value::Text("ünïcode ✓".into()),
+        Value::Text(String::new()),
+        Value::Blob(vec![0, 255, 1]),
+        Value::Blob(vec![]),
+    ];
+    for v in &values {
+        exec(&mut s, "INSERT INTO t VALUES (?)", std::slice::from_ref(v)).unwrap();
+    }
+    let out = exec(&mut s, "SELECT v FROM t ORDER BY rowid", &[]).unwrap();
+    let got: Vec<Value> = out.rows.into_iter().map(|mut r| r.remove(0)).collect();
+    assert_eq!(format!("{got:?}"), format!("{values:?}"));
+    assert_eq!(out.columns, vec!["v".to_string()]);
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
+}
+
+#[test]
+fn counts_rows_and_runs_several_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    let out = exec(
+        &mut s,
+        "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (?), (?); INSERT INTO t VALUES (?)",
+        &[Value::Integer(1), Value::Integer(2), Value::Integer(3)],
+    )
+    .unwrap();
+    assert_eq!(out.rows_written, 3);
+    let out = exec(&mut s, "SELECT a FROM t", &[]).unwrap();
+    assert_eq!(out.rows.len(), 3);
+    assert!(out.rows_read >= 3);
+    assert_eq!(out.rows_written, 0);
+    let err = exec(&mut s, "SELECT ?", &[]).unwrap_err();
+    assert!(matches!(err, SqlError::InvalidArgument(_)), "{err:?}");
+    let err = exec(&mut s, "SELECT 1", &[Value::Null]).unwrap_err();
+    assert!(matches!(err, SqlError::InvalidArgument(_)), "{err:?}");
+}
+
+#[test]
+fn typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    assert!(matches!(
+        exec(&mut s, "SELEC 1", &[]),
+        Err(SqlError::Syntax(_))
+    ));
+    assert!(matches!(
+        exec(&mut s, "SELECT * FROM missing", &[]),
+        Err(SqlError::Syntax(_))
+    ));
+    exec(&mut s, "CREATE TABLE u (k TEXT PRIMARY KEY NOT NULL)", &[]).unwrap();
+    exec(&mut s, "INSERT INTO u VALUES ('a')", &[]).unwrap();
+    assert!(matches!(
+        exec(&mut s, "INSERT INTO u VALUES ('a')", &[]),
+        Err(SqlError::Constraint(_))
+    ));
+    assert!(matches!(
+        exec(&mut s, "INSERT INTO u VALUES (NULL)", &[]),
+        Err(SqlError::Constraint(_))
+    ));
+    let long = format!("SELECT '{}'", "x".repeat(200_000));
+    assert!(matches!(exec(&mut s, &long, &[]), Err(SqlError::TooBig(_))));
+}
+
+#[test]
+fn hostile_statements_are_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    let outside = dir.path().join("stolen.sqlite3");
+    for sql in [
+        format!("ATTACH DATABASE '{}' AS x", outside.display()),
+        format!("VACUUM INTO '{}'", outside.display()),
+        "VACUUM".to_string(),
+        "SELECT load_extension('/tmp/x.so')".to_string(),
+        "INSERT INTO _do_alarm (id, at) VALUES (0, 1)".to_string(),
+        "SELECT * FROM _do_meta".to_string(),
+        "DROP TABLE _do_alarm".to_string(),
+        "CREATE TABLE _DO_mine (x)".to_string(),
+        "PRAGMA journal_mode = DELETE".to_string(),
+        "PRAGMA synchronous = OFF".to_string(),
+        "PRAGMA writable_schema = ON".to_string(),
+        "BEGIN".to_string(),
+        "COMMIT".to_string(),
+        "SAVEPOINT a".to_string(),
+        "CREATE TEMP TABLE t (x)".to_string(),
+        "DETACH DATABASE main".to_string(),
+    ] {
+        let err = exec(&mut s, &sql, &[]).unwrap_err();
+        assert!(matches!(err, SqlError::AccessDenied(_)), "{sql}: {err:?}");
+    }
+    assert!(!outside.exists());
+    // Harmless introspection stays available.
+    exec(&mut s, "CREATE TABLE t (x)", &[]).unwrap();
+    exec(&mut s, "PRAGMA table_info(t)", &[]).unwrap();
+    exec(&mut s, "SELECT name FROM sqlite_master", &[]).unwrap();
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
+}
+
+#[test]
+fn rollback_discards_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.set_alarm(Some(5)).unwrap();
+    s.finish_event(true).unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "INSERT INTO t VALUES (1)", &[]).unwrap();
+    s.set_alarm(None).unwrap();
+    assert_eq!(s.alarm().unwrap(), None);
+    s.finish_event(false).unwrap();
+    s.begin_event(None).unwrap();
+    assert!(
+        exec(&mut s, "SELECT * FROM t", &[])
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    assert_eq!(s.alarm().unwrap(), Some(5));
+}
+
+#[test]
+fn size_limit_dooms_the_event_and_keeps_earlier_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 64 * 1024);
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (b BLOB)", &[]).unwrap();
+    exec(&mut s, "INSERT INTO t VALUES (zeroblob(1000))", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "INSERT INTO t VALUES (zeroblob(1000))", &[]).unwrap();
+    let err = exec(&mut s, "INSERT INTO t VALUES (zeroblob(200000))", &[]).unwrap_err();
+    assert!(matches!(err, SqlError::DatabaseFull(_)), "{err:?}");
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::RolledBackFull);
+    s.begin_event(None).unwrap();
+    let rows = exec(&mut s, "SELECT count(*) FROM t", &[]).unwrap().rows;
+    assert!(matches!(rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(1)])));
+    assert!(s.database_size().unwrap() <= 64 * 1024);
+}
+
+#[test]
+fn runaway_queries_stop_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    let deadline = Instant::now() + std::time::Duration::from_millis(50);
+    s.begin_event(Some(deadline)).unwrap();
+    let bomb =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let err = exec(&mut s, bomb, &[]).unwrap_err();
+    assert!(
+        matches!(err, SqlError::Other(ref m) if m.contains("CPU")),
+        "{err:?}"
+    );
+}
