@@ -1,1 +1,367 @@
+//! Integration tests of the runtime core: the real `dohost` binary, real HTTP, real SQLite
+//! files, guests built from source.
 
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value as Json, json};
+use support::{Client, Host, guest, object_databases};
+
+fn exec(query: &str) -> Json {
+    json!({ "op": "exec", "query": query })
+}
+
+/// Runs conformance steps against object `name` and returns the per-step results.
+fn run_steps(host: &Host, name: &str, steps: Vec<Json>) -> Vec<Json> {
+    let response = host
+        .client()
+        .post_json(&format!("/{name}/run"), &json!({ "steps": steps }));
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()["results"]
+        .as_array()
+        .expect("results")
+        .clone()
+}
+
+fn count_rows(host: &Host, name: &str, table: &str) -> i64 {
+    let results = run_steps(
+        host,
+        name,
+        vec![exec(&format!("SELECT count(*) FROM {table}"))],
+    );
+    results[0]["ok"]["rows"][0][0]["value"]
+        .as_str()
+        .expect("count")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn concurrent_joins_to_one_room_are_all_counted() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("game-room"), data.path(), &[]);
+    let addr = host.addr;
+    let threads: Vec<_> = (0..20)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..10 {
+                    let body = json!({ "playerId": format!("p{t}-{i}"), "name": "Ann" });
+                    let response = client.post_json("/lobby/join", &body);
+                    assert_eq!(response.status, 200, "{}", response.text());
+                    let players = response.json()["players"].as_i64().unwrap();
+                    assert!((1..=200).contains(&players));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let response = host.client().get("/lobby/count");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), r#"{"players":200}"#);
+    assert_eq!(host.client().get("/lobby/nowhere").status, 404);
+}
+
+#[test]
+fn data_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let component = guest("game-room");
+    let host = Host::start(&component, data.path(), &[]);
+    for p in ["a", "b", "c"] {
+        let response = host.client().post(
+            "/room-1/join",
+            &format!(r#"{{"playerId":"{p}","name":"N"}}"#),
+        );
+        assert_eq!(response.status, 200);
+    }
+    assert_eq!(host.stop(), Some(0), "graceful stop exits 0");
+    assert_eq!(object_databases(data.path()).len(), 1);
+
+    let host = Host::start(&component, data.path(), &[]);
+    assert_eq!(
+        host.client().get("/room-1/count").text(),
+        r#"{"players":3}"#
+    );
+    assert!(host.log().contains("serving class game-room"));
+}
+
+#[test]
+fn a_trap_after_writing_leaves_no_partial_rows() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    run_steps(&host, "t", vec![exec("CREATE TABLE items (x INTEGER)")]);
+
+    for then in ["trap", "fail"] {
+        let steps = json!({ "steps": [
+            exec("INSERT INTO items VALUES (1)"),
+            { "op": "alarmSet", "at": 4_102_444_800_000i64 },
+            { "op": then },
+        ]});
+        let response = host.client().post_json("/t/run", &steps);
+        assert_eq!(response.status, 500, "{then}: {}", response.text());
+        let kind = if then == "trap" {
+            "object-trapped"
+        } else {
+            "object-error"
+        };
+        assert_eq!(response.header("x-dohost-error"), Some(kind));
+        assert_eq!(
+            count_rows(&host, "t", "items"),
+            0,
+            "{then} rolled back the insert"
+        );
+        let alarm = run_steps(&host, "t", vec![json!({ "op": "alarmGet" })]);
+        assert_eq!(alarm[0]["ok"], Json::Null, "{then} rolled back the alarm");
+    }
+    // The next request gets a fresh instance and works.
+    run_steps(&host, "t", vec![exec("INSERT INTO items VALUES (2)")]);
+    assert_eq!(count_rows(&host, "t", "items"), 1);
+}
+
+#[test]
+fn names_map_to_separate_databases() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    let mut ids = Vec::new();
+    for name in ["alpha", "beta", "alpha"] {
+        let results = run_steps(
+            &host,
+            name,
+            vec![
+                exec("CREATE TABLE IF NOT EXISTS marks (who TEXT)"),
+                json!({ "op": "exec", "query": "INSERT INTO marks VALUES (?)",
+                        "params": [{ "type": "text", "value": name }] }),
+                json!({ "op": "identity" }),
+            ],
+        );
+        let identity = &results[2]["ok"];
+        assert_eq!(identity["name"], name);
+        ids.push(identity["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[2], "the same name is the same object");
+    assert_ne!(ids[0], ids[1], "different names are different objects");
+    assert_eq!(count_rows(&host, "alpha", "marks"), 2);
+    assert_eq!(count_rows(&host, "beta", "marks"), 1);
+
+    let files = object_databases(data.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    for id in &ids[..2] {
+        let expected = Path::new(&id[..2]).join(format!("{id}.sqlite3"));
+        assert!(files.contains(&expected), "{expected:?} not in {files:?}");
+    }
+
+    // The same object by ID sees the same rows and still knows its name.
+    let response = host.client().post_json(
+        &format!("/_id/{}/run", ids[1]),
+        &json!({ "steps": [exec("SELECT who FROM marks"), { "op": "identity" }] }),
+    );
+    let results = response.json()["results"].clone();
+    assert_eq!(results[0]["ok"]["rows"][0][0]["value"], "beta");
+    assert_eq!(results[1]["ok"]["name"], "beta");
+
+    // `dohost id` agrees with the running host.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["id", "--class", "conformance", "alpha", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&ids[0]));
+
+    // Mint a unique ID; it is accepted, a forged one is not.
+    let minted = host.client().post("/_new", "").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(host.client().get(&format!("/_id/{minted}/x")).status, 200);
+    let mut forged = minted.clone().into_bytes();
+    forged[0] = if forged[0] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert_eq!(host.client().get(&format!("/_id/{forged}/x")).status, 400);
+}
+
+#[test]
+fn hostile_sql_gets_access_denied_and_changes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    run_steps(
+        &host,
+        "h",
+        vec![exec("CREATE TABLE t (x)"), exec("INSERT INTO t VALUES (1)")],
+    );
+    let before = support::files_under(data.path());
+    let outside = data.path().join("stolen.db");
+    let statements = [
+        format!("ATTACH DATABASE '{}' AS stolen", outside.display()),
+        format!("VACUUM INTO '{}'", outside.display()),
+        "SELECT load_extension('/usr/lib/x86_64-linux-gnu/libc.so.6')".to_string(),
+        "INSERT INTO _do_alarm (id, at) VALUES (0, 1)".to_string(),
+        "UPDATE _do_meta SET value = 'x'".to_string(),
+        "CREATE TABLE _do_evil (x)".to_string(),
+        "PRAGMA journal_mode = DELETE".to_string(),
+        "PRAGMA writable_schema = 1".to_string(),
+        "BEGIN IMMEDIATE".to_string(),
+    ];
+    for sql in &statements {
+        let results = run_steps(&host, "h", vec![exec(sql)]);
+        assert_eq!(
+            results[0]["err"]["kind"], "access-denied",
+            "{sql}: {}",
+            results[0]
+        );
+    }
+    assert!(!outside.exists());
+    assert_eq!(
+        support::files_under(data.path()),
+        before,
+        "no file was created"
+    );
+    assert_eq!(count_rows(&host, "h", "t"), 1);
+    let alarm = run_steps(&host, "h", vec![json!({ "op": "alarmGet" })]);
+    assert_eq!(alarm[0]["ok"], Json::Null);
+}
+
+#[test]
+fn traversal_and_malformed_ids_are_rejected() {
+    let data = tempfile::tempdir().unwrap();
+    let parent = data.path().to_path_buf();
+    let data_dir = parent.join("data");
+    let host = Host::start(&guest("conformance"), &data_dir, &[]);
+    let before = support::files_under(&parent);
+    let long_name = "n".repeat(300);
+    let upper = "A".repeat(64);
+    let paths = [
+        "/../x".to_string(),
+        "/%2e%2e/x".to_string(),
+        "/%2E%2E/%2e%2e/etc/passwd".to_string(),
+        "/.".to_string(),
+        "/a%00b/x".to_string(),
+        "/%zz/x".to_string(),
+        format!("/{long_name}/x"),
+        "/_id/../x".to_string(),
+        "/_id/%2e%2e/x".to_string(),
+        "/_id/xyz/x".to_string(),
+        format!("/_id/{upper}/x"),
+        format!("/_id/{}/x", "0".repeat(64)),
+        format!("/_id/{}/x", "0".repeat(65)),
+        "/_private/x".to_string(),
+        "/".to_string(),
+    ];
+    for path in &paths {
+        let response = host.client().get(path);
+        assert!(
+            (400..500).contains(&response.status),
+            "{path}: {} {}",
+            response.status,
+            response.text()
+        );
+        assert!(!response.text().is_empty());
+    }
+    // A raw request line with a NUL or spaces never reaches an object.
+    let raw = support::raw_exchange(host.addr, b"GET /a\0b/x HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 4"), "{raw}");
+    assert_eq!(
+        support::files_under(&parent),
+        before,
+        "no file created anywhere"
+    );
+}
+
+#[test]
+fn oversized_bodies_get_413() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &["--max-body", "1KiB"]);
+    let mut client = host.client();
+    let response = client.send("POST", "/b/echo", &[], &vec![b'x'; 2048]);
+    assert_eq!(response.status, 413);
+    assert!(response.text().contains("1024"), "{}", response.text());
+    let response = host.client().send("POST", "/b/echo", &[], b"small");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["body"], "736d616c6c");
+}
+
+#[test]
+fn the_object_sees_its_path_query_and_headers() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    let response = host.client().send(
+        "PUT",
+        "/room%20one/a/b%2Fc?x=1&y=%20",
+        &[("x-test", "yes")],
+        b"hi",
+    );
+    assert_eq!(response.status, 200);
+    let echo = response.json();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["path"], "/a/b%2Fc");
+    assert_eq!(echo["query"], "x=1&y=%20");
+    assert!(
+        echo["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/a/b%2Fc?x=1&y=%20")
+    );
+    assert!(
+        echo["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-test", "yes"]))
+    );
+    assert_eq!(echo["body"], "6869");
+}
+
+#[test]
+fn malformed_components_fail_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = std::fs::read(guest("counter")).unwrap();
+    let mut flipped = real.clone();
+    let middle = flipped.len() / 2;
+    for b in &mut flipped[middle..middle + 64] {
+        *b ^= 0xa5;
+    }
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "text.wasm",
+            b"this is not wasm".to_vec(),
+            "not a WebAssembly file",
+        ),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "core WebAssembly module",
+        ),
+        (
+            "truncated.wasm",
+            real[..real.len() / 3].to_vec(),
+            "not a valid component",
+        ),
+        ("flipped.wasm", flipped, "truncated.wasm"),
+    ];
+    for (file, bytes, expected) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .arg("run")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(!stderr.contains("panicked"), "{file}: {stderr}");
+        assert!(stderr.contains(file), "{file}: {stderr}");
+        if expected != "truncated.wasm" {
+            assert!(stderr.contains(expected), "{file}: {stderr}");
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["run", "/nonexistent/object.wasm"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/object.wasm"));
+}

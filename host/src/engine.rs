@@ -61,7 +61,7 @@ pub enum LoadError {
     Invalid { path: PathBuf, message: String },
     #[error(
         "{path} does not fit the dohost:object@0.1.0 world: {message}\n\
-         (an object imports only dohost:object interfaces and WASI 0.2, and exports \
+         (an object imports only dohost:object interfaces, WASI 0.2 and wasi:http, and exports \
          dohost:object/handler and dohost:object/alarm-handler)"
     )]
     Incompatible { path: PathBuf, message: String },
@@ -247,6 +247,8 @@ fn write_cache(component: &Component, dir: &Path, file: &Path) -> anyhow::Result
 fn link(engine: &Engine, component: &Component) -> Result<ObjectPre<ObjectState>, String> {
     let mut linker = Linker::<ObjectState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("{e:#}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| format!("{e:#}"))?;
     Object::add_to_linker::<ObjectState, HasSelf<ObjectState>>(&mut linker, |state| state)
         .map_err(|e| format!("{e:#}"))?;
     let pre = linker

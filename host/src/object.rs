@@ -19,10 +19,12 @@ use tokio::runtime::Handle;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::http_types::{Request, Response};
 use crate::bindings::{AlarmInfo, Object, identity};
 use crate::engine::Class;
+use crate::fetch::OutboundHttp;
 use crate::id::ObjectId;
 use crate::limits::{LimitHit, Limits, MemoryLimiter, thread_cpu_time};
 use crate::storage::{EventEnd, SqlStore, StorageError};
@@ -45,6 +47,8 @@ pub struct EventMetrics {
 /// The data of an object's wasmtime store.
 pub struct ObjectState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: OutboundHttp,
     pub(crate) table: ResourceTable,
     sql: SqlStore,
     identity: Identity,
@@ -66,6 +70,16 @@ impl WasiView for ObjectState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ObjectState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -137,6 +151,8 @@ impl LiveObject {
         let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
         let state = ObjectState {
             wasi,
+            http: WasiHttpCtx::new(),
+            http_hooks: OutboundHttp,
             table: ResourceTable::new(),
             sql,
             identity,

@@ -1,4 +1,4 @@
-//! Write [dohost](https://github.com/) durable objects in Rust.
+//! Write dohost durable objects in Rust.
 //!
 //! A durable object is a WebAssembly component with its own SQLite database. The host runs at
 //! most one instance per object ID and hands it one event (an HTTP request or an alarm) at a

@@ -403,7 +403,7 @@ fn run_statement(
         stmt.raw_bind_parameter(i + 1, BoundValue(value))
             .map_err(sql_error)?;
     }
-    out.columns = stmt.column_names().into_iter().map(str::to_owned).collect();
+    out.columns = stmt.column_names().map(str::to_owned).collect();
     let scans_before = stmt.get_status(StatementStatus::FullscanStep);
     let ncols = stmt.column_count();
     let mut bytes = 0usize;

@@ -1,1 +1,223 @@
+//! The reference conformance object: the JSON command protocol of `tests/conformance/SPEC.md`,
+//! written with `dohost-sdk`.
+//!
+//! `POST /run` with `{"steps": [...]}` runs each step in order inside one event and answers
+//! `{"results": [...]}`; any other request is echoed back as JSON.
 
+use dohost_sdk::{AlarmInfo, Ctx, Error, Object, Request, Response, Result, SqlError, Value};
+use serde_json::{Value as Json, json};
+
+struct Conformance {
+    ctx: Ctx,
+    /// Memory kept alive by `alloc` steps, so the allocation is not optimised away.
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Object for Conformance {
+    fn new(ctx: Ctx) -> Result<Self> {
+        Ok(Conformance {
+            ctx,
+            hoard: Vec::new(),
+        })
+    }
+
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        if req.method() != "POST" || req.path() != "/run" {
+            return Response::json(&echo(&req));
+        }
+        let command: Json = match req.json() {
+            Ok(command) => command,
+            Err(e) => return Ok(Response::text(e.to_string()).with_status(400)),
+        };
+        let Some(steps) = command.get("steps").and_then(Json::as_array) else {
+            return Ok(Response::text("expected {\"steps\": [...]}").with_status(400));
+        };
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            results.push(self.step(step)?);
+        }
+        Response::json(&json!({ "results": results }))
+    }
+
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        self.ctx.sql().exec(
+            "CREATE TABLE IF NOT EXISTS conformance_alarms (scheduled_at INTEGER, retry_count INTEGER)",
+            (),
+        )?;
+        self.ctx.sql().exec(
+            "INSERT INTO conformance_alarms VALUES (?, ?)",
+            (info.scheduled_at, i64::from(info.retry_count)),
+        )?;
+        Ok(())
+    }
+}
+
+impl Conformance {
+    fn step(&mut self, step: &Json) -> Result<Json> {
+        let op = step.get("op").and_then(Json::as_str).unwrap_or("");
+        Ok(match op {
+            "exec" => {
+                let query = step.get("query").and_then(Json::as_str).unwrap_or("");
+                let params = match step.get("params").and_then(Json::as_array) {
+                    Some(params) => params
+                        .iter()
+                        .map(decode_value)
+                        .collect::<Result<Vec<_>>>()?,
+                    None => Vec::new(),
+                };
+                match self.ctx.sql().exec(query, params) {
+                    Ok(cursor) => {
+                        let columns = cursor.columns().to_vec();
+                        let (read, written) = (cursor.rows_read(), cursor.rows_written());
+                        let rows: Vec<Json> = cursor
+                            .raw()
+                            .map(|row| Json::Array(row.iter().map(encode_value).collect()))
+                            .collect();
+                        // Rows read may grow while later pages are fetched; report the final count.
+                        json!({ "ok": {
+                            "columns": columns,
+                            "rows": rows,
+                            "rowsRead": read,
+                            "rowsWritten": written,
+                        }})
+                    }
+                    Err(Error::Sql(e)) => {
+                        json!({ "err": { "kind": sql_kind(&e), "message": e.message() } })
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            "databaseSize" => json!({ "ok": self.ctx.sql().database_size() }),
+            "alarmSet" => {
+                let at = step.get("at").and_then(Json::as_i64).unwrap_or(0);
+                match self.ctx.set_alarm(at) {
+                    Ok(()) => json!({ "ok": null }),
+                    Err(e) => json!({ "err": { "kind": "alarm", "message": e.to_string() } }),
+                }
+            }
+            "alarmGet" => json!({ "ok": self.ctx.get_alarm() }),
+            "alarmDelete" => {
+                self.ctx.delete_alarm();
+                json!({ "ok": null })
+            }
+            "identity" => json!({ "ok": { "id": self.ctx.id(), "name": self.ctx.name() } }),
+            "fetch" => {
+                let url = step.get("url").and_then(Json::as_str).unwrap_or("");
+                match self.ctx.fetch(Request::get(url)) {
+                    Ok(resp) => {
+                        json!({ "ok": { "status": resp.status(), "body": String::from_utf8_lossy(resp.body()) } })
+                    }
+                    Err(e) => json!({ "err": { "kind": "fetch", "message": e.to_string() } }),
+                }
+            }
+            "alloc" => {
+                let bytes = step.get("bytes").and_then(Json::as_u64).unwrap_or(0) as usize;
+                // Touch every page so the memory is really used.
+                self.hoard.push(vec![1u8; bytes]);
+                json!({ "ok": bytes })
+            }
+            "spin" => {
+                let ms = step.get("ms").and_then(Json::as_u64).unwrap_or(0);
+                let start = dohost_sdk::now_ms();
+                let mut x = 0u64;
+                while ms == 0 || dohost_sdk::now_ms() - start < ms as i64 {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+                json!({ "ok": x })
+            }
+            "trap" => panic!("conformance object: trap requested"),
+            "fail" => {
+                let message = step
+                    .get("message")
+                    .and_then(Json::as_str)
+                    .unwrap_or("failure requested");
+                return Err(Error::msg(message));
+            }
+            other => {
+                json!({ "err": { "kind": "unknown-op", "message": format!("unknown op {other:?}") } })
+            }
+        })
+    }
+}
+
+fn echo(req: &Request) -> Json {
+    json!({
+        "method": req.method(),
+        "url": req.url(),
+        "path": req.path(),
+        "query": req.query(),
+        "headers": req.headers(),
+        "body": hex(req.body()),
+    })
+}
+
+fn sql_kind(e: &SqlError) -> &'static str {
+    match e {
+        SqlError::Syntax(_) => "syntax",
+        SqlError::Constraint(_) => "constraint",
+        SqlError::DatabaseFull(_) => "database-full",
+        SqlError::TooBig(_) => "too-big",
+        SqlError::AccessDenied(_) => "access-denied",
+        SqlError::InvalidArgument(_) => "invalid-argument",
+        _ => "other",
+    }
+}
+
+/// Typed value encoding (SPEC.md): integers as decimal strings, non-finite reals as strings,
+/// blobs as lower-case hex.
+fn encode_value(value: &Value) -> Json {
+    match value {
+        Value::Null => json!({ "type": "null" }),
+        Value::Integer(i) => json!({ "type": "integer", "value": i.to_string() }),
+        Value::Real(f) if f.is_nan() => json!({ "type": "real", "value": "NaN" }),
+        Value::Real(f) if f.is_infinite() => {
+            json!({ "type": "real", "value": if *f > 0.0 { "Infinity" } else { "-Infinity" } })
+        }
+        Value::Real(f) => json!({ "type": "real", "value": f }),
+        Value::Text(t) => json!({ "type": "text", "value": t }),
+        Value::Blob(b) => json!({ "type": "blob", "value": hex(b) }),
+    }
+}
+
+fn decode_value(json: &Json) -> Result<Value> {
+    let bad = || Error::msg(format!("bad typed value {json}"));
+    let value = json.get("value");
+    Ok(
+        match json.get("type").and_then(Json::as_str).ok_or_else(bad)? {
+            "null" => Value::Null,
+            "integer" => Value::Integer(
+                value
+                    .and_then(Json::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(bad)?,
+            ),
+            "real" => Value::Real(match value.ok_or_else(bad)? {
+                Json::String(s) if s == "NaN" => f64::NAN,
+                Json::String(s) if s == "Infinity" => f64::INFINITY,
+                Json::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
+                v => v.as_f64().ok_or_else(bad)?,
+            }),
+            "text" => Value::Text(value.and_then(Json::as_str).ok_or_else(bad)?.to_string()),
+            "blob" => {
+                Value::Blob(unhex(value.and_then(Json::as_str).ok_or_else(bad)?).ok_or_else(bad)?)
+            }
+            _ => return Err(bad()),
+        },
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+dohost_sdk::export!(Conformance);

@@ -14,14 +14,20 @@ struct Counter {
 
 #[derive(Deserialize)]
 struct Increment {
+    #[serde(default = "one")]
     by: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 impl Object for Counter {
     fn new(ctx: Ctx) -> Result<Self> {
         let sql = ctx.sql();
         sql.exec(
-            "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS counter
+                (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)",
             (),
         )?;
         Ok(Counter { sql })
@@ -30,8 +36,9 @@ impl Object for Counter {
     fn fetch(&mut self, req: Request) -> Result<Response> {
         let value: i64 = match (req.method(), req.path()) {
             ("GET", "/" | "/value") => {
-                let row = self.sql.exec("SELECT value FROM counter", ())?.next();
-                row.map_or(Ok(0), |row| row.get(0))?
+                // An aggregate always yields one row, even before the first increment.
+                let sql = "SELECT coalesce(max(value), 0) FROM counter";
+                self.sql.exec(sql, ())?.one()?.get(0)?
             }
             ("POST", "/increment") => {
                 let by = if req.body().is_empty() {
@@ -44,8 +51,9 @@ impl Object for Counter {
                 };
                 self.sql
                     .exec(
-                        "INSERT INTO counter (id, value) VALUES (0, ?1)
-                         ON CONFLICT (id) DO UPDATE SET value = value + ?1 RETURNING value",
+                        "INSERT INTO counter (id, value) VALUES (0, ?)
+                         ON CONFLICT (id) DO UPDATE SET value = value + excluded.value
+                         RETURNING value",
                         (by,),
                     )?
                     .one()?

@@ -1,0 +1,326 @@
+//! Test harness: builds guest components from source, runs the real `dohost` binary on a free
+//! port with a temporary data directory, and speaks plain HTTP/1.1 to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Guest crates the tests use; built together, once per test binary.
+const GUESTS: &[&str] = &["counter", "game-room", "conformance"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a guest component, building all test guests from source on first use.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--release", "--target", "wasm32-wasip2"]);
+        for g in GUESTS {
+            cmd.args(["-p", g]);
+        }
+        let status = cmd.status().expect("run cargo to build the guests");
+        assert!(status.success(), "building the guest components failed");
+    });
+    workspace_root()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// A running `dohost run` process.
+pub struct Host {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Host {
+    /// Starts `dohost run <component> --data <data> --listen 127.0.0.1:0 <extra...>`.
+    pub fn start(component: &Path, data: &Path, extra: &[&str]) -> Host {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .arg("run")
+            .arg(component)
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dohost");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("on http://").nth(1) {
+                        let addr = addr.split_whitespace().next().unwrap_or("").to_string();
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr);
+                        }
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(addr) => addr.parse().expect("listen address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "dohost did not start; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Host {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Graceful stop (SIGTERM); returns the exit status code.
+    pub fn stop(mut self) -> Option<i32> {
+        signal(&self.child, libc_sigterm());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("dohost did not stop on SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Abrupt stop (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        self.client().send(method, path, &[], body)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn signal(child: &Child, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection.
+pub struct Client {
+    stream: BufReader<TcpStream>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to dohost");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream: BufReader::new(stream),
+            addr,
+        }
+    }
+
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let stream = self.stream.get_mut();
+        stream
+            .write_all(head.as_bytes())
+            .expect("send request head");
+        stream.write_all(body).expect("send request body");
+        read_response(&mut self.stream)
+    }
+
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send("GET", path, &[], b"")
+    }
+
+    pub fn post(&mut self, path: &str, body: &str) -> Response {
+        self.send(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+
+    pub fn post_json(&mut self, path: &str, body: &serde_json::Value) -> Response {
+        self.post(path, &body.to_string())
+    }
+}
+
+fn read_response(stream: &mut BufReader<TcpStream>) -> Response {
+    let mut status_line = String::new();
+    stream
+        .read_line(&mut status_line)
+        .expect("read status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).expect("read header");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).expect("read body");
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends raw bytes on a fresh connection and returns what comes back (until close or timeout).
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Object database files (`objects/xx/<hex>.sqlite3`) under a data directory.
+pub fn object_databases(data: &Path) -> Vec<PathBuf> {
+    files_under(&data.join("objects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sqlite3"))
+        .collect()
+}
