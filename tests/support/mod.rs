@@ -324,3 +324,23 @@ pub fn object_databases(data: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "sqlite3"))
         .collect()
 }
+
+/// Builds the guest in `dir` (relative to the workspace root) with `scripts/build-guest`, once
+/// per test binary, and returns the component's path. Works for every guest language.
+pub fn build_guest(dir: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(d, _)| d == dir) {
+        return path.clone();
+    }
+    let out = Command::new(workspace_root().join("scripts/build-guest"))
+        .arg(workspace_root().join(dir))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/build-guest");
+    assert!(out.status.success(), "scripts/build-guest {dir} failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = PathBuf::from(stdout.lines().last().expect("build-guest prints the output path"));
+    built.push((dir.to_string(), path.clone()));
+    path
+}
