@@ -32,6 +32,27 @@ enum Command {
     Run(RunArgs),
     /// Print the ID (and database file) of the object created from a name.
     Id(IdArgs),
+    /// Check an SDK: run the conformance suite against its conformance object.
+    ///
+    /// Starts a host for each case on a free port with a temporary data directory, prints
+    /// one line per case (pass / FAIL with the difference / skip) and a summary, and exits
+    /// non-zero on any unexpected result. See tests/conformance/README.md.
+    Conformance(ConformanceArgs),
+}
+
+#[derive(Args)]
+struct ConformanceArgs {
+    /// The conformance object (.wasm) built with the SDK under test.
+    component: PathBuf,
+    /// Known failures and skips: lines of `fail <case> <reason>` or `skip <case> <reason>`.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Run only the cases whose name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Read the cases from this directory instead of the ones built into dohost.
+    #[arg(long)]
+    cases: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -85,10 +106,15 @@ struct IdArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The conformance runner prints its own report; only problems should interleave with it.
+    init_logging(match cli.command {
+        Command::Conformance(_) => "warn,guest=off,dohost::registry=error,dohost::ingress=error",
+        _ => "info,wasmtime=warn,cranelift=warn",
+    });
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Id(args) => id(args),
+        Command::Conformance(args) => conformance(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,10 +125,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-    });
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -155,6 +180,29 @@ fn id(args: IdArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         dohost::storage::database_path(&args.data, &id).display()
+    );
+    Ok(())
+}
+
+fn conformance(args: ConformanceArgs) -> anyhow::Result<()> {
+    let expectations = match &args.expect {
+        Some(path) => dohost::conformance::Expectations::load(path)?,
+        None => Default::default(),
+    };
+    let options = dohost::conformance::RunOptions {
+        component: args.component,
+        expectations,
+        filter: args.filter,
+        cases_dir: args.cases,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(dohost::conformance::run(options))?;
+    anyhow::ensure!(
+        summary.ok(),
+        "{} case(s) did not behave as expected",
+        summary.failed
     );
     Ok(())
 }

@@ -16,11 +16,13 @@
 
 pub mod alarm;
 pub mod bindings;
+pub mod conformance;
 pub mod engine;
 pub mod fetch;
 pub mod id;
 pub mod ingress;
 pub mod limits;
+pub mod logs;
 pub mod object;
 pub mod registry;
 pub mod server;

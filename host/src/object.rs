@@ -27,6 +27,7 @@ use crate::engine::Class;
 use crate::fetch::OutboundHttp;
 use crate::id::ObjectId;
 use crate::limits::{LimitHit, Limits, MemoryLimiter, thread_cpu_time};
+use crate::logs::{GuestLog, Stream};
 use crate::storage::{EventEnd, SqlStore, StorageError};
 
 /// Who an object is, as its guest sees it through the `identity` interface.
@@ -148,7 +149,12 @@ impl LiveObject {
         sql: SqlStore,
         limits: &Limits,
     ) -> Result<Self, EventError> {
-        let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
+        // No filesystem, environment, arguments or sockets: the WASI defaults deny them.
+        let tag: Arc<str> = identity.id.to_hex().into();
+        let wasi = WasiCtx::builder()
+            .stdout(GuestLog::new(tag.clone(), Stream::Stdout))
+            .stderr(GuestLog::new(tag, Stream::Stderr))
+            .build();
         let state = ObjectState {
             wasi,
             http: WasiHttpCtx::new(),

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::engine::Class;
 use crate::id::{IdMinter, ObjectId};
@@ -58,13 +58,18 @@ struct Envelope {
 struct ActorHandle {
     queue: mpsc::UnboundedSender<Envelope>,
     queued: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 struct Shared {
     class: Arc<Class>,
     class_name: Arc<str>,
     config: RegistryConfig,
-    actors: Mutex<HashMap<ObjectId, ActorHandle>>,
+    /// `None` once the registry has shut down: no new events are accepted.
+    actors: Mutex<Option<HashMap<ObjectId, ActorHandle>>>,
+    /// Running actor tasks, and a signal when one ends (for shutdown).
+    running: AtomicUsize,
+    actor_ended: Notify,
     rt: Handle,
 }
 
@@ -84,7 +89,9 @@ impl ObjectRegistry {
                 class,
                 class_name,
                 config,
-                actors: Mutex::new(HashMap::new()),
+                actors: Mutex::new(Some(HashMap::new())),
+                running: AtomicUsize::new(0),
+                actor_ended: Notify::new(),
                 rt: Handle::current(),
             }),
             minter,
@@ -103,7 +110,46 @@ impl ObjectRegistry {
 
     /// Number of objects with a running actor.
     pub fn live_objects(&self) -> usize {
-        self.shared.actors.lock().map(|a| a.len()).unwrap_or(0)
+        self.shared
+            .actors
+            .lock()
+            .ok()
+            .and_then(|a| a.as_ref().map(HashMap::len))
+            .unwrap_or(0)
+    }
+
+    /// Evicts object `id` if it is live: it finishes the events already queued, then its
+    /// instance is dropped and its database closed. Returns whether it was live, once it is gone.
+    pub async fn evict(&self, id: ObjectId) -> bool {
+        let handle = self
+            .shared
+            .actors
+            .lock()
+            .ok()
+            .and_then(|mut actors| actors.as_mut()?.remove(&id));
+        match handle {
+            Some(ActorHandle { queue, task, .. }) => {
+                drop(queue);
+                let _ = task.await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops accepting events, lets every actor finish the events it has queued (committing
+    /// them), closes every database and waits for all of that.
+    pub async fn shutdown(&self) {
+        let handles = self.shared.actors.lock().ok().and_then(|mut a| a.take());
+        // Dropping the senders ends each actor once its queue is empty.
+        drop(handles);
+        loop {
+            let ended = self.shared.actor_ended.notified();
+            if self.shared.running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            ended.await;
+        }
     }
 
     /// Delivers `event` to object `id` and waits for its outcome. `name` is the name the ID was
@@ -122,6 +168,7 @@ impl ObjectRegistry {
                 .actors
                 .lock()
                 .map_err(|_| DispatchError::ShuttingDown)?;
+            let actors = actors.as_mut().ok_or(DispatchError::ShuttingDown)?;
             let actor = actors
                 .entry(id)
                 .or_insert_with(|| spawn_actor(&self.shared, id));
@@ -143,6 +190,7 @@ impl ObjectRegistry {
 fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     let (queue, inbox) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let queued_handle = queued.clone();
     let actor = Actor {
         shared: shared.clone(),
         id,
@@ -151,8 +199,18 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
         database: None,
         live: None,
     };
-    shared.rt.spawn(actor.run(inbox, queued.clone()));
-    ActorHandle { queue, queued }
+    shared.running.fetch_add(1, Ordering::AcqRel);
+    let ended = shared.clone();
+    let task = shared.rt.spawn(async move {
+        actor.run(inbox, queued).await;
+        ended.running.fetch_sub(1, Ordering::AcqRel);
+        ended.actor_ended.notify_waiters();
+    });
+    ActorHandle {
+        queue,
+        queued: queued_handle,
+        task,
+    }
 }
 
 /// The state an actor keeps between events. Moved to a blocking thread for each event.
@@ -181,7 +239,9 @@ impl Actor {
                         break;
                     };
                     if inbox.is_empty() {
-                        actors.remove(&id);
+                        if let Some(actors) = actors.as_mut() {
+                            actors.remove(&id);
+                        }
                         tracing::debug!(object = %id, "evicted after {idle:?} idle");
                         break;
                     }
@@ -211,7 +271,9 @@ impl Actor {
                     let _ = envelope.reply.send(Err(EventError::Activation(
                         "internal error in the host; see its log".into(),
                     )));
-                    if let Ok(mut actors) = shared.actors.lock() {
+                    if let Ok(mut actors) = shared.actors.lock()
+                        && let Some(actors) = actors.as_mut()
+                    {
                         actors.remove(&id);
                     }
                     return;

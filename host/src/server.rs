@@ -56,43 +56,71 @@ impl ServerConfig {
     }
 }
 
+/// What a host loads once and can serve from many times: the engine (with its epoch ticker)
+/// and the compiled class.
+#[derive(Clone)]
+pub struct Runtime {
+    class: Arc<Class>,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl Runtime {
+    /// Builds the engine and loads `config.component`, caching the compiled artefact in
+    /// `cache_dir`. Compilation runs on a blocking thread.
+    pub async fn load(config: &ServerConfig, cache_dir: PathBuf) -> anyhow::Result<Self> {
+        let engine = build_engine(&EngineConfig {
+            max_instances: config.max_instances,
+            memory_bytes: config.limits.memory_bytes,
+        })?;
+        let class = {
+            let (engine, path, name) = (
+                engine.clone(),
+                config.component.clone(),
+                config.class_name(),
+            );
+            tokio::task::spawn_blocking(move || {
+                Class::load(&engine, &path, &name, Some(&cache_dir))
+            })
+            .await??
+        };
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            class: Arc::new(class),
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    pub fn class(&self) -> &Arc<Class> {
+        &self.class
+    }
+}
+
 /// A host that has loaded its class and bound its listener.
 pub struct Server {
     listener: TcpListener,
     registry: ObjectRegistry,
     ingress: IngressConfig,
-    _ticker: EpochTicker,
+    _runtime: Runtime,
 }
 
 impl Server {
-    /// Loads the component (compiling or reusing the cache), opens the data directory and
-    /// binds the listener. Must run inside a tokio runtime.
+    /// Loads the component (compiling or reusing the cache in `<data>/cache`), opens the data
+    /// directory and binds the listener. Must run inside a tokio runtime.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
+        create_data_dir(&config)?;
+        let runtime = Runtime::load(&config, config.data_dir.join("cache")).await?;
+        Self::bind_with(&runtime, config).await
+    }
+
+    /// Binds a host for an already loaded runtime (its class must be `config.component`).
+    pub async fn bind_with(runtime: &Runtime, config: ServerConfig) -> anyhow::Result<Self> {
+        create_data_dir(&config)?;
         let minter = IdMinter::load_or_create(&config.data_dir.join("id.key"))?;
-        let engine = build_engine(&EngineConfig {
-            max_instances: config.max_instances,
-            memory_bytes: config.limits.memory_bytes,
-        })?;
-        let class_name = config.class_name();
-        let cache = config.data_dir.join("cache");
-        let class = {
-            let (engine, path, name) =
-                (engine.clone(), config.component.clone(), class_name.clone());
-            tokio::task::spawn_blocking(move || Class::load(&engine, &path, &name, Some(&cache)))
-                .await??
-        };
-        let ticker = EpochTicker::start(&engine);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let registry = ObjectRegistry::new(
-            Arc::new(class),
+            runtime.class.clone(),
             minter,
             RegistryConfig {
                 data_dir: config.data_dir.clone(),
@@ -108,7 +136,7 @@ impl Server {
             listener,
             registry,
             ingress,
-            _ticker: ticker,
+            _runtime: runtime.clone(),
         })
     }
 
@@ -128,8 +156,19 @@ impl Server {
             listener,
             registry,
             ingress,
-            _ticker,
+            _runtime,
         } = self;
-        ingress::serve(listener, registry, ingress, shutdown).await;
+        ingress::serve(listener, registry.clone(), ingress, shutdown).await;
+        registry.shutdown().await;
+        tracing::info!("all objects closed");
     }
+}
+
+fn create_data_dir(config: &ServerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })
 }

@@ -340,7 +340,12 @@ pub fn build_guest(dir: &str) -> PathBuf {
         .expect("run scripts/build-guest");
     assert!(out.status.success(), "scripts/build-guest {dir} failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = PathBuf::from(stdout.lines().last().expect("build-guest prints the output path"));
+    let path = PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("build-guest prints the output path"),
+    );
     built.push((dir.to_string(), path.clone()));
     path
 }

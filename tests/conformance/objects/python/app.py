@@ -1,0 +1,148 @@
+"""The Python conformance object: the JSON command protocol of ``tests/conformance/SPEC.md``,
+written with the ``dohost`` helper module. It behaves exactly like the Rust reference,
+``objects/rust/src/lib.rs``.
+
+``POST /run`` with ``{"steps": [...]}`` runs each step in order inside one event and answers
+``{"results": [...]}``; any other request is echoed back as JSON.
+"""
+
+import math
+import time
+
+from dohost import FetchError, Object, ObjectError, Request, Response, SqlError, AlarmError, export, fetch
+
+
+@export
+class Conformance(Object):
+    def __init__(self):
+        # Memory kept alive by `alloc` steps, for the instance's life.
+        self.hoard = []
+
+    def fetch(self, request):
+        if request.method != "POST" or request.path != "/run":
+            return Response.json(echo(request))
+        try:
+            steps = request.json()["steps"]
+            if not isinstance(steps, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return Response('expected {"steps": [...]}', status=400)
+        return Response.json({"results": [self.step(step) for step in steps]})
+
+    def alarm(self, info):
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS conformance_alarms (scheduled_at INTEGER, retry_count INTEGER)"
+        )
+        self.sql.exec("INSERT INTO conformance_alarms VALUES (?, ?)", info.scheduled_at, info.retry_count)
+
+    def step(self, step):
+        op = step.get("op", "")
+        if op == "exec":
+            params = [decode_value(p) for p in step.get("params") or []]
+            try:
+                cursor = self.sql.exec(step.get("query", ""), *params)
+            except SqlError as e:
+                return err(e.kind, e.message)
+            rows = [[encode_value(v) for v in row] for row in cursor.raw()]
+            return {"ok": {
+                "columns": cursor.columns,
+                "rows": rows,
+                "rowsRead": cursor.rows_read,
+                "rowsWritten": cursor.rows_written,
+            }}
+        if op == "databaseSize":
+            return {"ok": self.sql.database_size}
+        if op == "alarmSet":
+            at = step.get("at")
+            try:
+                self.set_alarm(at if isinstance(at, int) and not isinstance(at, bool) else 0)
+            except AlarmError as e:
+                return err("alarm", str(e))
+            return {"ok": None}
+        if op == "alarmGet":
+            return {"ok": self.get_alarm()}
+        if op == "alarmDelete":
+            self.delete_alarm()
+            return {"ok": None}
+        if op == "identity":
+            return {"ok": {"id": self.id, "name": self.name}}
+        if op == "fetch":
+            try:
+                response = fetch(Request(step.get("url", "")))
+            except FetchError as e:
+                return err("fetch", str(e))
+            return {"ok": {"status": response.status, "body": response.body.decode("utf-8", "replace")}}
+        if op == "alloc":
+            size = step.get("bytes", 0)
+            # bytearray(n) writes every byte (zeroes), so the memory is really used.
+            self.hoard.append(bytearray(size))
+            return {"ok": size}
+        if op == "spin":
+            ms = step.get("ms", 0)
+            start, x = time.time(), 0
+            while ms == 0 or (time.time() - start) * 1000 < ms:
+                x += 1
+            return {"ok": x}
+        if op == "trap":
+            raise RuntimeError("conformance object: trap requested")
+        if op == "fail":
+            raise ObjectError(step.get("message", "failure requested"))
+        return err("unknown-op", f"unknown op {op!r}")
+
+
+def err(kind, message):
+    return {"err": {"kind": kind, "message": message}}
+
+
+def echo(request):
+    return {
+        "method": request.method,
+        "url": request.url,
+        "path": request.path,
+        "query": request.query,
+        "headers": [[name, value] for name, value in request.headers],
+        "body": request.body.hex(),
+    }
+
+
+# Typed value encoding (SPEC.md): integers as decimal strings, non-finite reals as strings,
+# blobs as lower-case hex.
+
+def encode_value(value):
+    if value is None:
+        return {"type": "null"}
+    if isinstance(value, int):
+        return {"type": "integer", "value": str(value)}
+    if isinstance(value, float):
+        if math.isnan(value):
+            return {"type": "real", "value": "NaN"}
+        if math.isinf(value):
+            return {"type": "real", "value": "Infinity" if value > 0 else "-Infinity"}
+        return {"type": "real", "value": value}
+    if isinstance(value, str):
+        return {"type": "text", "value": value}
+    return {"type": "blob", "value": value.hex()}
+
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def decode_value(typed):
+    """A Python value for a typed JSON value; ``ObjectError`` (the event fails) if malformed."""
+    try:
+        kind, value = typed["type"], typed.get("value")
+        if kind == "null":
+            return None
+        if kind == "integer" and isinstance(value, str):
+            return int(value)
+        if kind == "real" and isinstance(value, str):
+            return _NON_FINITE[value]
+        if kind == "real" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind == "text" and isinstance(value, str):
+            return value
+        if kind == "blob" and isinstance(value, str) and len(value) % 2 == 0:
+            return bytes.fromhex(value)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        pass
+    raise ObjectError(f"bad typed value {typed}")
