@@ -87,9 +87,16 @@ struct RunArgs {
     /// Evict an object's instance after this long without events.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     idle_timeout: Duration,
-    /// Most object instances live at once (sizes the instance pool).
+    /// Most object instances live at once (sizes the instance pool); past it the least
+    /// recently used idle object is evicted.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Delay before the first retry of a failed alarm; it doubles on each further retry.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    alarm_retry_base: Duration,
+    /// Retries of a failed alarm before it is dropped.
+    #[arg(long, default_value_t = 6)]
+    alarm_max_retries: u32,
 }
 
 #[derive(Args)]
@@ -108,7 +115,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The conformance runner prints its own report; only problems should interleave with it.
     init_logging(match cli.command {
-        Command::Conformance(_) => "warn,guest=off,dohost::registry=error,dohost::ingress=error",
+        Command::Conformance(_) => "warn,guest=off,dohost::registry=off,dohost::ingress=error",
         _ => "info,wasmtime=warn,cranelift=warn",
     });
     let result = match cli.command {
@@ -128,9 +135,11 @@ pub fn main() -> ExitCode {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -146,6 +155,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     config.limits.max_body_bytes = usize::try_from(args.max_body).context("--max-body")?;
     config.idle_timeout = args.idle_timeout;
     config.max_instances = args.max_instances;
+    config.alarms.retry_base = args.alarm_retry_base;
+    config.alarms.max_retries = args.alarm_max_retries;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -302,7 +302,9 @@ impl App {
             .await?
         {
             Reply::Response(response) => Ok(to_http(response)),
-            Reply::AlarmDone => Err(IngressError::BadRequest("unexpected alarm reply".into())),
+            Reply::AlarmDone | Reply::AlarmNotDue => {
+                Err(IngressError::BadRequest("unexpected alarm reply".into()))
+            }
         }
     }
 

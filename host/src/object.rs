@@ -21,6 +21,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::alarm::{AlarmIndex, now_ms};
 use crate::bindings::http_types::{Request, Response};
 use crate::bindings::{AlarmInfo, Object, identity};
 use crate::engine::Class;
@@ -55,6 +56,8 @@ pub struct ObjectState {
     identity: Identity,
     limiter: MemoryLimiter,
     pub(crate) metrics: EventMetrics,
+    /// Whether the guest called `alarm.set` or `alarm.delete` in the current event.
+    pub(crate) alarm_changed: bool,
     /// Thread CPU time when the current event started, and the event's budget.
     cpu_start: Duration,
     cpu_limit: Duration,
@@ -63,6 +66,27 @@ pub struct ObjectState {
 impl ObjectState {
     pub(crate) fn sql(&mut self) -> &mut SqlStore {
         &mut self.sql
+    }
+
+    /// Before committing an event that touched the alarm: indexes the alarm it leaves set
+    /// (durably, so a crash after the commit cannot lose it) and returns it.
+    fn index_alarm_before_commit(
+        &mut self,
+        alarms: &AlarmIndex,
+    ) -> Result<Option<i64>, StorageError> {
+        let next = self.sql.alarm()?;
+        if let Some(at) = next {
+            alarms.upsert(&self.identity.id, self.identity.name.as_deref(), at, 0)?;
+        }
+        Ok(next)
+    }
+
+    /// After committing an event that left no alarm set: drops the index entry.
+    fn unindex_alarm(&self, alarms: &AlarmIndex) {
+        if let Err(e) = alarms.remove(&self.identity.id) {
+            // Harmless: the entry is resolved when it comes due.
+            tracing::warn!(object = %self.identity.id, "cannot drop the alarm index entry: {e}");
+        }
     }
 }
 
@@ -102,14 +126,20 @@ impl identity::Host for ObjectState {
 #[derive(Debug)]
 pub enum EventKind {
     Request(Request),
-    Alarm(AlarmInfo),
+    /// The scheduler found the object's alarm due; `retry` attempts have failed before.
+    AlarmDue {
+        retry: u32,
+    },
 }
 
 /// What a successful event returns.
 #[derive(Debug)]
 pub enum Reply {
     Response(Response),
+    /// The alarm handler ran and committed.
     AlarmDone,
+    /// No handler ran: the alarm was deleted or moved to a later time since it was indexed.
+    AlarmNotDue,
 }
 
 /// Why an event failed. Every variant means the event's writes were rolled back.
@@ -164,6 +194,7 @@ impl LiveObject {
             identity,
             limiter: MemoryLimiter::new(limits.memory_bytes),
             metrics: EventMetrics::default(),
+            alarm_changed: false,
             cpu_start: Duration::ZERO,
             cpu_limit: limits.cpu_per_event,
         };
@@ -190,56 +221,124 @@ impl LiveObject {
 
     /// Runs one event to completion: guest call, then commit or rollback.
     ///
+    /// Keeps `alarms` a superset of the truth: a new alarm time is indexed before the commit
+    /// that sets it, a cleared alarm is unindexed after the commit that clears it.
     /// Returns the outcome and whether the instance may be kept for the next event.
-    pub fn run(&mut self, rt: &Handle, event: EventKind) -> (Result<Reply, EventError>, bool) {
+    pub fn run(
+        &mut self,
+        rt: &Handle,
+        event: EventKind,
+        alarms: &AlarmIndex,
+    ) -> (Result<Reply, EventError>, bool) {
         let state = self.store.data_mut();
         state.metrics = EventMetrics::default();
+        state.alarm_changed = false;
         state.cpu_start = thread_cpu_time();
         let deadline = Instant::now() + state.cpu_limit;
         if let Err(e) = state.sql.begin_event(Some(deadline)) {
             return (Err(e.into()), false);
         }
+        let alarm_info = match event {
+            EventKind::Request(_) => None,
+            EventKind::AlarmDue { retry } => match self.prepare_alarm(retry, alarms) {
+                Ok(Some(info)) => Some(info),
+                Ok(None) => return (Ok(Reply::AlarmNotDue), true),
+                Err(e) => return (Err(e), false),
+            },
+        };
         self.store.set_epoch_deadline(1);
         let store = &mut self.store;
         let bindings = &self.bindings;
         let outcome = rt.block_on(async {
-            match &event {
-                EventKind::Request(request) => bindings
+            match (&event, alarm_info) {
+                (EventKind::Request(request), _) => bindings
                     .dohost_object_handler()
                     .call_handle_request(&mut *store, request)
                     .await
                     .map(|r| r.map(Reply::Response)),
-                EventKind::Alarm(info) => bindings
+                (_, Some(info)) => bindings
                     .dohost_object_alarm_handler()
-                    .call_on_alarm(&mut *store, *info)
+                    .call_on_alarm(&mut *store, info)
                     .await
                     .map(|r| r.map(|()| Reply::AlarmDone)),
+                (_, None) => Ok(Ok(Reply::AlarmNotDue)),
             }
         });
-        let sql = &mut self.store.data_mut().sql;
+        let alarm_touched = alarm_info.is_some() || self.store.data().alarm_changed;
+        let state = self.store.data_mut();
         match outcome {
-            Ok(Ok(reply)) => match sql.finish_event(true) {
-                Ok(EventEnd::Committed) => (Ok(reply), true),
-                Ok(EventEnd::RolledBackFull) => {
-                    // The guest saw `database-full` and answered anyway: its response goes
-                    // out, its writes do not. Its memory may assume they did, so discard it.
-                    tracing::info!("event rolled back: the database reached its size limit");
-                    (Ok(reply), false)
+            Ok(Ok(reply)) => {
+                let next_alarm = if alarm_touched {
+                    match state.index_alarm_before_commit(alarms) {
+                        Ok(next) => next,
+                        Err(e) => {
+                            let _ = state.sql.finish_event(false);
+                            return (Err(e.into()), false);
+                        }
+                    }
+                } else {
+                    None
+                };
+                match state.sql.finish_event(true) {
+                    Ok(EventEnd::Committed) => {
+                        if alarm_touched && next_alarm.is_none() {
+                            state.unindex_alarm(alarms);
+                        }
+                        (Ok(reply), true)
+                    }
+                    Ok(EventEnd::RolledBackFull) => {
+                        // The guest saw `database-full` and answered anyway: its response goes
+                        // out, its writes do not. Its memory may assume they did, so discard it.
+                        tracing::info!("event rolled back: the database reached its size limit");
+                        (Ok(reply), false)
+                    }
+                    Ok(EventEnd::RolledBack) => (Ok(reply), false),
+                    Err(e) => (Err(e.into()), false),
                 }
-                Ok(EventEnd::RolledBack) => (Ok(reply), false),
-                Err(e) => (Err(e.into()), false),
-            },
+            }
             Ok(Err(message)) => {
-                let _ = sql.finish_event(false);
+                let _ = state.sql.finish_event(false);
                 (Err(EventError::Guest(message)), false)
             }
             Err(trap) => {
-                let _ = sql.finish_event(false);
+                let _ = state.sql.finish_event(false);
                 let err = match trap.downcast_ref::<LimitHit>() {
                     Some(hit) => EventError::Limit(hit.clone()),
                     None => EventError::Trap(describe_trap(&trap)),
                 };
                 (Err(err), false)
+            }
+        }
+    }
+
+    /// For an `AlarmDue` event, inside the event transaction: re-reads the object's alarm.
+    /// If it is due, clears it (a handler that wants another sets a new one) and returns the
+    /// handler's info. Otherwise ends the event without running the guest and fixes the index.
+    fn prepare_alarm(
+        &mut self,
+        retry: u32,
+        alarms: &AlarmIndex,
+    ) -> Result<Option<AlarmInfo>, EventError> {
+        let state = self.store.data_mut();
+        let now = now_ms();
+        let id = state.identity.id;
+        match state.sql.alarm()? {
+            Some(at) if at <= now => {
+                state.sql.set_alarm(None)?;
+                Ok(Some(AlarmInfo {
+                    scheduled_at: at,
+                    retry_count: retry,
+                }))
+            }
+            Some(at) => {
+                state.sql.finish_event(false)?;
+                alarms.upsert(&id, state.identity.name.as_deref(), at, 0)?;
+                Ok(None)
+            }
+            None => {
+                state.sql.finish_event(false)?;
+                alarms.remove(&id)?;
+                Ok(None)
             }
         }
     }

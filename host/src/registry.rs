@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::alarm::{AlarmConfig, AlarmIndex, now_ms};
 use crate::engine::Class;
 use crate::id::{IdMinter, ObjectId};
 use crate::limits::Limits;
@@ -36,6 +37,9 @@ pub struct RegistryConfig {
     pub limits: Limits,
     /// An idle actor retires (closing its database) after this long without events.
     pub idle_timeout: Duration,
+    /// Most objects live at once; past it, the least recently used idle one is evicted.
+    pub max_live: usize,
+    pub alarms: AlarmConfig,
 }
 
 /// Why an event could not be delivered or did not succeed.
@@ -57,7 +61,13 @@ struct Envelope {
 
 struct ActorHandle {
     queue: mpsc::UnboundedSender<Envelope>,
+    /// Events sent but not yet taken up by the actor.
     queued: Arc<AtomicUsize>,
+    /// Set by the actor while it handles an event (before `queued` drops), so that an actor
+    /// with `queued == 0 && !busy` holds no event at all and may be evicted.
+    busy: Arc<AtomicBool>,
+    /// Registry tick of the actor's last event, for least-recently-used eviction.
+    last_used: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,6 +80,9 @@ struct Shared {
     /// Running actor tasks, and a signal when one ends (for shutdown).
     running: AtomicUsize,
     actor_ended: Notify,
+    /// Monotonic counter stamped on actors as they are used.
+    tick: AtomicU64,
+    alarms: Arc<AlarmIndex>,
     rt: Handle,
 }
 
@@ -82,7 +95,12 @@ pub struct ObjectRegistry {
 
 impl ObjectRegistry {
     /// A registry for `class`. Must be called inside a tokio runtime.
-    pub fn new(class: Arc<Class>, minter: IdMinter, config: RegistryConfig) -> Self {
+    pub fn new(
+        class: Arc<Class>,
+        minter: IdMinter,
+        alarms: Arc<AlarmIndex>,
+        config: RegistryConfig,
+    ) -> Self {
         let class_name: Arc<str> = class.name().into();
         Self {
             shared: Arc::new(Shared {
@@ -92,6 +110,8 @@ impl ObjectRegistry {
                 actors: Mutex::new(Some(HashMap::new())),
                 running: AtomicUsize::new(0),
                 actor_ended: Notify::new(),
+                tick: AtomicU64::new(0),
+                alarms,
                 rt: Handle::current(),
             }),
             minter,
@@ -101,6 +121,11 @@ impl ObjectRegistry {
     /// The class this registry serves.
     pub fn class(&self) -> &Class {
         &self.shared.class
+    }
+
+    /// Alarm delivery settings.
+    pub fn alarm_config(&self) -> &AlarmConfig {
+        &self.shared.config.alarms
     }
 
     /// Mints and parses this class's IDs.
@@ -169,6 +194,9 @@ impl ObjectRegistry {
                 .lock()
                 .map_err(|_| DispatchError::ShuttingDown)?;
             let actors = actors.as_mut().ok_or(DispatchError::ShuttingDown)?;
+            if !actors.contains_key(&id) && actors.len() >= self.shared.config.max_live {
+                evict_least_recently_used(actors);
+            }
             let actor = actors
                 .entry(id)
                 .or_insert_with(|| spawn_actor(&self.shared, id));
@@ -187,10 +215,26 @@ impl ObjectRegistry {
     }
 }
 
+/// Removes the least recently used actor that holds no event. Its task then ends by itself,
+/// dropping its instance and closing its database. Called with the `actors` lock held.
+fn evict_least_recently_used(actors: &mut HashMap<ObjectId, ActorHandle>) {
+    let victim = actors
+        .iter()
+        .filter(|(_, a)| a.queued.load(Ordering::Acquire) == 0 && !a.busy.load(Ordering::Acquire))
+        .min_by_key(|(_, a)| a.last_used.load(Ordering::Relaxed))
+        .map(|(id, _)| *id);
+    if let Some(id) = victim {
+        actors.remove(&id);
+        tracing::debug!(object = %id, "evicted: live object cap reached");
+    }
+}
+
 fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     let (queue, inbox) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let queued_handle = queued.clone();
+    let busy = Arc::new(AtomicBool::new(false));
+    let last_used = Arc::new(AtomicU64::new(shared.tick.fetch_add(1, Ordering::Relaxed)));
     let actor = Actor {
         shared: shared.clone(),
         id,
@@ -201,14 +245,17 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     };
     shared.running.fetch_add(1, Ordering::AcqRel);
     let ended = shared.clone();
+    let (busy_flag, used) = (busy.clone(), last_used.clone());
     let task = shared.rt.spawn(async move {
-        actor.run(inbox, queued).await;
+        actor.run(inbox, queued, busy_flag, used).await;
         ended.running.fetch_sub(1, Ordering::AcqRel);
         ended.actor_ended.notify_waiters();
     });
     ActorHandle {
         queue,
         queued: queued_handle,
+        busy,
+        last_used,
         task,
     }
 }
@@ -226,7 +273,13 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Envelope>, queued: Arc<AtomicUsize>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Envelope>,
+        queued: Arc<AtomicUsize>,
+        busy: Arc<AtomicBool>,
+        last_used: Arc<AtomicU64>,
+    ) {
         let idle = self.shared.config.idle_timeout;
         let shared = self.shared.clone();
         let id = self.id;
@@ -248,7 +301,8 @@ impl Actor {
                     continue;
                 }
             };
-            queued.fetch_sub(1, Ordering::Relaxed);
+            busy.store(true, Ordering::Release);
+            queued.fetch_sub(1, Ordering::AcqRel);
             if envelope.name.is_some() && self.name.is_none() {
                 self.name = envelope.name;
             }
@@ -262,6 +316,11 @@ impl Actor {
                 Ok((actor, outcome)) => {
                     self = actor;
                     let _ = envelope.reply.send(outcome);
+                    last_used.store(
+                        shared.tick.fetch_add(1, Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
+                    busy.store(false, Ordering::Release);
                 }
                 Err(panic) => {
                     // A bug in the host, not the guest. The actor's state is gone with the
@@ -284,12 +343,24 @@ impl Actor {
 
     /// Runs one event on the current (blocking) thread.
     fn handle(&mut self, event: EventKind) -> Result<Reply, EventError> {
+        let alarm_retry = match event {
+            EventKind::AlarmDue { retry } => Some(retry),
+            EventKind::Request(_) => None,
+        };
+        let outcome = self.run_event(event);
+        if let (Some(retry), Err(err)) = (alarm_retry, &outcome) {
+            self.alarm_failed(retry, err);
+        }
+        outcome
+    }
+
+    fn run_event(&mut self, event: EventKind) -> Result<Reply, EventError> {
         let rt = self.shared.rt.clone();
         let mut live = match self.live.take() {
             Some(live) => live,
             None => self.activate(&rt)?,
         };
-        let (outcome, keep) = live.run(&rt, event);
+        let (outcome, keep) = live.run(&rt, event, &self.shared.alarms);
         if keep {
             self.live = Some(live);
         } else {
@@ -299,6 +370,47 @@ impl Actor {
             self.database = Some(live.into_database());
         }
         outcome
+    }
+
+    /// After a failed alarm attempt (the event was rolled back, so the alarm is still set):
+    /// schedule the next retry with exponential backoff, or give up after `max_retries`.
+    fn alarm_failed(&mut self, retry: u32, err: &EventError) {
+        let config = &self.shared.config.alarms;
+        let attempt = retry + 1;
+        let alarms = &self.shared.alarms;
+        if attempt > config.max_retries {
+            tracing::error!(object = %self.id, "alarm dropped after {attempt} failed attempts; last error: {err}");
+            if let Err(e) = self.clear_alarm() {
+                tracing::error!(object = %self.id, "cannot clear the failed alarm: {e}");
+            }
+            return;
+        }
+        let delay = config.backoff(attempt);
+        tracing::warn!(object = %self.id, "alarm attempt {} failed, retrying in {delay:?}: {err}", retry + 1);
+        let at = now_ms().saturating_add(delay.as_millis() as i64);
+        if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, attempt) {
+            tracing::error!(object = %self.id, "cannot schedule the alarm retry: {e}");
+        }
+    }
+
+    /// Deletes the object's alarm in a transaction of its own, then its index entry.
+    fn clear_alarm(&mut self) -> Result<(), EventError> {
+        if let Some(live) = self.live.take() {
+            self.database = Some(live.into_database());
+        }
+        let config = &self.shared.config;
+        let database = match &mut self.database {
+            Some(db) => db,
+            None => self.database.insert(SqlStore::open(
+                &database_path(&config.data_dir, &self.id),
+                &config.storage,
+            )?),
+        };
+        database.begin_event(None)?;
+        database.set_alarm(None)?;
+        database.finish_event(true)?;
+        self.shared.alarms.remove(&self.id)?;
+        Ok(())
     }
 
     fn activate(&mut self, rt: &Handle) -> Result<LiveObject, EventError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::alarm::{AlarmConfig, AlarmIndex, scheduler};
 use crate::engine::{Class, EngineConfig, EpochTicker, build_engine};
 use crate::id::IdMinter;
 use crate::ingress::{self, IngressConfig};
@@ -28,6 +29,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub max_instances: u32,
     pub idle_timeout: Duration,
+    pub alarms: AlarmConfig,
 }
 
 impl ServerConfig {
@@ -42,6 +44,7 @@ impl ServerConfig {
             limits: Limits::default(),
             max_instances: 1000,
             idle_timeout: Duration::from_secs(10),
+            alarms: AlarmConfig::default(),
         }
     }
 
@@ -100,6 +103,7 @@ pub struct Server {
     listener: TcpListener,
     registry: ObjectRegistry,
     ingress: IngressConfig,
+    alarms: Arc<AlarmIndex>,
     _runtime: Runtime,
 }
 
@@ -119,14 +123,18 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
         let registry = ObjectRegistry::new(
             runtime.class.clone(),
             minter,
+            alarms.clone(),
             RegistryConfig {
                 data_dir: config.data_dir.clone(),
                 storage: config.storage.clone(),
                 limits: config.limits.clone(),
                 idle_timeout: config.idle_timeout,
+                max_live: config.max_instances as usize,
+                alarms: config.alarms.clone(),
             },
         );
         let ingress = IngressConfig {
@@ -136,6 +144,7 @@ impl Server {
             listener,
             registry,
             ingress,
+            alarms,
             _runtime: runtime.clone(),
         })
     }
@@ -156,9 +165,13 @@ impl Server {
             listener,
             registry,
             ingress,
+            alarms,
             _runtime,
         } = self;
+        let max_concurrent = registry.alarm_config().max_concurrent;
+        let scheduler = tokio::spawn(scheduler::run(registry.clone(), alarms, max_concurrent));
         ingress::serve(listener, registry.clone(), ingress, shutdown).await;
+        scheduler.abort();
         registry.shutdown().await;
         tracing::info!("all objects closed");
     }

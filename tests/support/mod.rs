@@ -50,6 +50,11 @@ pub struct Host {
 impl Host {
     /// Starts `dohost run <component> --data <data> --listen 127.0.0.1:0 <extra...>`.
     pub fn start(component: &Path, data: &Path, extra: &[&str]) -> Host {
+        Self::start_with_log(component, data, extra, "info")
+    }
+
+    /// Like [`Host::start`], with `RUST_LOG` set to `filter`.
+    pub fn start_with_log(component: &Path, data: &Path, extra: &[&str], filter: &str) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
             .arg("run")
             .arg(component)
@@ -57,7 +62,7 @@ impl Host {
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -195,6 +195,9 @@ fn host_config(component: &Path, data_dir: PathBuf) -> ServerConfig {
     config.data_dir = data_dir;
     config.storage.sync = SyncMode::Normal;
     config.max_instances = 64;
+    // Short enough that alarm cases finish in seconds, long enough to observe the order.
+    config.alarms.retry_base = Duration::from_millis(200);
+    config.alarms.max_retries = 3;
     config
 }
 
@@ -257,6 +260,7 @@ async fn run_case(runtime: &Runtime, config: ServerConfig, case: &Case) -> anyho
             Some("file") => check_file(&step["file"], &data_dir, &minter, &class),
             Some("parallel") => parallel(host.addr, step, &mut vars).await,
             Some("request" | "run") => request_step(host.addr, step, &mut vars).await,
+            Some("waitFor") => wait_for(host.addr, step, &mut vars).await,
             _ => Err(anyhow::anyhow!("unknown step {step}")),
         };
         if let Err(e) = outcome {
@@ -269,7 +273,7 @@ async fn run_case(runtime: &Runtime, config: ServerConfig, case: &Case) -> anyho
 }
 
 const STEP_KINDS: &[&str] = &[
-    "restart", "evict", "sleep", "file", "parallel", "request", "run",
+    "restart", "evict", "sleep", "file", "parallel", "request", "run", "waitFor",
 ];
 
 fn step_kind(step: &Json) -> Option<&'static str> {
@@ -439,6 +443,37 @@ async fn parallel(addr: std::net::SocketAddr, step: &Json, vars: &mut Vars) -> a
         task.await??;
     }
     Ok(())
+}
+
+/// `{"waitFor": {<request or run>, "timeoutMs": T}, "expect": ...}`: repeats the request every
+/// 50 ms until the response matches, failing with the last difference after T ms (default 10 s).
+async fn wait_for(addr: std::net::SocketAddr, step: &Json, vars: &mut Vars) -> anyhow::Result<()> {
+    let spec = &step["waitFor"];
+    let timeout = Duration::from_millis(
+        spec.get("timeoutMs")
+            .and_then(Json::as_u64)
+            .unwrap_or(10_000),
+    );
+    let mut inner = spec.clone();
+    if let Some(expect) = step.get("expect") {
+        inner["expect"] = expect.clone();
+    }
+    let started = Instant::now();
+    loop {
+        let request = build_request(&inner, vars)?;
+        let response = client::send(addr, &request).await?;
+        let mut attempt = vars.clone();
+        match check_response(&inner, &response, &mut attempt) {
+            Ok(()) => {
+                *vars = attempt;
+                return Ok(());
+            }
+            Err(e) if started.elapsed() > timeout => {
+                return Err(e.context(format!("still no match after {timeout:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// `{"file": {"of": NAME | "path": REL, "exists": BOOL}}`

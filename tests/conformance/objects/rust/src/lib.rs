@@ -40,14 +40,29 @@ impl Object for Conformance {
     }
 
     fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
-        self.ctx.sql().exec(
+        let sql = self.ctx.sql();
+        sql.exec(
             "CREATE TABLE IF NOT EXISTS conformance_alarms (scheduled_at INTEGER, retry_count INTEGER)",
             (),
         )?;
-        self.ctx.sql().exec(
+        sql.exec(
             "INSERT INTO conformance_alarms VALUES (?, ?)",
             (info.scheduled_at, i64::from(info.retry_count)),
         )?;
+        // SPEC.md: fail (after writing) while the retry count is below `fail_times`.
+        let plan = sql.exec(
+            "SELECT name FROM sqlite_master WHERE name = 'conformance_alarm_plan'",
+            (),
+        )?;
+        if plan.count() > 0 {
+            let fail_times: i64 = sql
+                .exec("SELECT fail_times FROM conformance_alarm_plan", ())?
+                .one()?
+                .get(0)?;
+            if i64::from(info.retry_count) < fail_times {
+                return Err(Error::msg(format!("planned failure {}", info.retry_count)));
+            }
+        }
         Ok(())
     }
 }
