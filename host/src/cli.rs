@@ -38,6 +38,25 @@ enum Command {
     /// one line per case (pass / FAIL with the difference / skip) and a summary, and exits
     /// non-zero on any unexpected result. See tests/conformance/README.md.
     Conformance(ConformanceArgs),
+    /// Measure cold starts of a component's objects: N new objects (database created), the
+    /// same N again after eviction (database exists), and warm requests. Prints min, p50,
+    /// p99 and max per phase.
+    Coldstart(ColdstartArgs),
+}
+
+#[derive(Args)]
+struct ColdstartArgs {
+    /// The object component (.wasm).
+    component: PathBuf,
+    /// Number of objects to activate.
+    #[arg(short = 'n', long, default_value_t = 200)]
+    objects: usize,
+    /// Request each activation serves: method and path (e.g. "GET /count").
+    #[arg(long, default_value = "GET /")]
+    request: String,
+    /// Request body.
+    #[arg(long, default_value = "")]
+    body: String,
 }
 
 #[derive(Args)]
@@ -91,6 +110,9 @@ struct RunArgs {
     /// recently used idle object is evicted.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Serve Prometheus metrics (GET /metrics) and GET /healthz on this address.
+    #[arg(long, env = "DOHOST_ADMIN")]
+    admin: Option<SocketAddr>,
     /// Delay before the first retry of a failed alarm; it doubles on each further retry.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     alarm_retry_base: Duration,
@@ -115,13 +137,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The conformance runner prints its own report; only problems should interleave with it.
     init_logging(match cli.command {
-        Command::Conformance(_) => "warn,guest=off,dohost::registry=off,dohost::ingress=error",
+        Command::Conformance(_) | Command::Coldstart(_) => {
+            "warn,guest=off,dohost::registry=off,dohost::ingress=error"
+        }
         _ => "info,wasmtime=warn,cranelift=warn",
     });
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Id(args) => id(args),
         Command::Conformance(args) => conformance(args),
+        Command::Coldstart(args) => coldstart(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +181,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     config.idle_timeout = args.idle_timeout;
     config.max_instances = args.max_instances;
     config.alarms.retry_base = args.alarm_retry_base;
+    config.admin = args.admin;
     config.alarms.max_retries = args.alarm_max_retries;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -170,6 +196,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(
             "serving class {class} ({component}) on http://{addr} | data: {data} | sync: {sync}"
         );
+        if let Some(admin) = server.admin_addr() {
+            tracing::info!("metrics on http://{admin}/metrics");
+        }
         tracing::info!("try: curl -X POST http://{addr}/<name>/<path>");
         server.serve(shutdown_signal()).await;
         tracing::info!("stopped");
@@ -215,6 +244,39 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<()> {
         "{} case(s) did not behave as expected",
         summary.failed
     );
+    Ok(())
+}
+
+fn coldstart(args: ColdstartArgs) -> anyhow::Result<()> {
+    let (method, path) = args
+        .request
+        .split_once(' ')
+        .map(|(m, p)| (m.to_ascii_uppercase(), p.to_string()))
+        .unwrap_or_else(|| ("GET".into(), args.request.clone()));
+    anyhow::ensure!(
+        path.starts_with('/'),
+        "--request takes a method and a path, like \"GET /count\""
+    );
+    anyhow::ensure!(args.objects > 0, "-n must be at least 1");
+    let options = dohost::coldstart::ColdstartOptions {
+        component: args.component.clone(),
+        objects: args.objects,
+        method,
+        path,
+        body: args.body.into_bytes(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(dohost::coldstart::measure(&options))?;
+    println!(
+        "dohost coldstart: {} ({} objects, {} request, {} CPUs)",
+        args.component.display(),
+        args.objects,
+        args.request,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    print!("{}", report.render());
     Ok(())
 }
 

@@ -14,8 +14,10 @@
 //!
 //! The contract with guests is the WIT package in `wit/` (`dohost:object@0.1.0`).
 
+pub mod admin;
 pub mod alarm;
 pub mod bindings;
+pub mod coldstart;
 pub mod conformance;
 pub mod engine;
 pub mod fetch;
@@ -23,6 +25,7 @@ pub mod id;
 pub mod ingress;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod object;
 pub mod registry;
 pub mod server;

@@ -44,6 +44,8 @@ pub struct Identity {
 pub struct EventMetrics {
     pub rows_read: u64,
     pub rows_written: u64,
+    /// The event was rolled back because the database reached its size limit.
+    pub database_full: bool,
 }
 
 /// The data of an object's wasmtime store.
@@ -155,13 +157,6 @@ pub enum EventError {
     Activation(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
-}
-
-/// Timings of one activation (a cold start), in the order the phases run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ActivationTimings {
-    pub open_database: Duration,
-    pub instantiate: Duration,
 }
 
 /// A live instance of an object.
@@ -287,6 +282,7 @@ impl LiveObject {
                         (Ok(reply), true)
                     }
                     Ok(EventEnd::RolledBackFull) => {
+                        state.metrics.database_full = true;
                         // The guest saw `database-full` and answered anyway: its response goes
                         // out, its writes do not. Its memory may assume they did, so discard it.
                         tracing::info!("event rolled back: the database reached its size limit");

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -21,7 +21,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::alarm::{AlarmConfig, AlarmIndex, now_ms};
 use crate::engine::Class;
 use crate::id::{IdMinter, ObjectId};
+use crate::limits::LimitHit;
 use crate::limits::Limits;
+use crate::metrics::{ActivationTimings, Eviction, LimitKind, Metrics};
 use crate::object::{EventError, EventKind, Identity, LiveObject, Reply};
 use crate::storage::{SqlStore, StorageConfig, database_path};
 
@@ -83,6 +85,7 @@ struct Shared {
     /// Monotonic counter stamped on actors as they are used.
     tick: AtomicU64,
     alarms: Arc<AlarmIndex>,
+    metrics: Arc<Metrics>,
     rt: Handle,
 }
 
@@ -112,6 +115,7 @@ impl ObjectRegistry {
                 actor_ended: Notify::new(),
                 tick: AtomicU64::new(0),
                 alarms,
+                metrics: Arc::new(Metrics::default()),
                 rt: Handle::current(),
             }),
             minter,
@@ -121,6 +125,11 @@ impl ObjectRegistry {
     /// The class this registry serves.
     pub fn class(&self) -> &Class {
         &self.shared.class
+    }
+
+    /// The host's metrics for this class.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
 
     /// Alarm delivery settings.
@@ -195,7 +204,9 @@ impl ObjectRegistry {
                 .map_err(|_| DispatchError::ShuttingDown)?;
             let actors = actors.as_mut().ok_or(DispatchError::ShuttingDown)?;
             if !actors.contains_key(&id) && actors.len() >= self.shared.config.max_live {
-                evict_least_recently_used(actors);
+                if evict_least_recently_used(actors) {
+                    self.shared.metrics.record_eviction(Eviction::Capacity);
+                }
             }
             let actor = actors
                 .entry(id)
@@ -217,7 +228,7 @@ impl ObjectRegistry {
 
 /// Removes the least recently used actor that holds no event. Its task then ends by itself,
 /// dropping its instance and closing its database. Called with the `actors` lock held.
-fn evict_least_recently_used(actors: &mut HashMap<ObjectId, ActorHandle>) {
+fn evict_least_recently_used(actors: &mut HashMap<ObjectId, ActorHandle>) -> bool {
     let victim = actors
         .iter()
         .filter(|(_, a)| a.queued.load(Ordering::Acquire) == 0 && !a.busy.load(Ordering::Acquire))
@@ -227,6 +238,7 @@ fn evict_least_recently_used(actors: &mut HashMap<ObjectId, ActorHandle>) {
         actors.remove(&id);
         tracing::debug!(object = %id, "evicted: live object cap reached");
     }
+    victim.is_some()
 }
 
 fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
@@ -244,10 +256,12 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
         live: None,
     };
     shared.running.fetch_add(1, Ordering::AcqRel);
+    shared.metrics.live_objects.fetch_add(1, Ordering::Relaxed);
     let ended = shared.clone();
     let (busy_flag, used) = (busy.clone(), last_used.clone());
     let task = shared.rt.spawn(async move {
         actor.run(inbox, queued, busy_flag, used).await;
+        ended.metrics.live_objects.fetch_sub(1, Ordering::Relaxed);
         ended.running.fetch_sub(1, Ordering::AcqRel);
         ended.actor_ended.notify_waiters();
     });
@@ -295,6 +309,7 @@ impl Actor {
                         if let Some(actors) = actors.as_mut() {
                             actors.remove(&id);
                         }
+                        shared.metrics.record_eviction(Eviction::Idle);
                         tracing::debug!(object = %id, "evicted after {idle:?} idle");
                         break;
                     }
@@ -356,17 +371,62 @@ impl Actor {
 
     fn run_event(&mut self, event: EventKind) -> Result<Reply, EventError> {
         let rt = self.shared.rt.clone();
-        let mut live = match self.live.take() {
-            Some(live) => live,
-            None => self.activate(&rt)?,
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        let (mut live, cold) = match self.live.take() {
+            Some(live) => (live, None),
+            None => {
+                let (live, timings) = self.activate(&rt).inspect_err(|_| {
+                    metrics.events_failed.fetch_add(1, Ordering::Relaxed);
+                })?;
+                (live, Some(timings))
+            }
         };
-        let (outcome, keep) = live.run(&rt, event, &self.shared.alarms);
+        let started = Instant::now();
+        let (outcome, keep) = live.run(&rt, event, &shared.alarms);
+        let elapsed = started.elapsed();
+        match cold {
+            Some(timings) => metrics.record_activation(ActivationTimings {
+                first_event: elapsed,
+                ..timings
+            }),
+            None => metrics.warm_event.observe(elapsed),
+        }
+        let counts = live.metrics();
+        metrics
+            .rows_read
+            .fetch_add(counts.rows_read, Ordering::Relaxed);
+        metrics
+            .rows_written
+            .fetch_add(counts.rows_written, Ordering::Relaxed);
+        if counts.database_full {
+            metrics.record_limit(LimitKind::Database);
+        }
+        match &outcome {
+            Ok(reply) => {
+                metrics.events_ok.fetch_add(1, Ordering::Relaxed);
+                if matches!(reply, Reply::AlarmDone) {
+                    metrics.alarms_run.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                metrics.events_failed.fetch_add(1, Ordering::Relaxed);
+                match e {
+                    EventError::Limit(LimitHit::Memory { .. }) => {
+                        metrics.record_limit(LimitKind::Memory)
+                    }
+                    EventError::Limit(LimitHit::Cpu(_)) => metrics.record_limit(LimitKind::Cpu),
+                    _ => {}
+                }
+            }
+        }
         if keep {
             self.live = Some(live);
         } else {
             if let Err(e) = &outcome {
                 tracing::warn!(object = %self.id, "event failed, instance discarded: {e}");
             }
+            metrics.record_eviction(Eviction::Failure);
             self.database = Some(live.into_database());
         }
         outcome
@@ -413,8 +473,9 @@ impl Actor {
         Ok(())
     }
 
-    fn activate(&mut self, rt: &Handle) -> Result<LiveObject, EventError> {
+    fn activate(&mut self, rt: &Handle) -> Result<(LiveObject, ActivationTimings), EventError> {
         let config = &self.shared.config;
+        let started = Instant::now();
         let mut database = match self.database.take() {
             Some(db) => db,
             None => SqlStore::open(&database_path(&config.data_dir, &self.id), &config.storage)?,
@@ -437,6 +498,15 @@ impl Actor {
             id: self.id,
             name: self.name.clone(),
         };
-        LiveObject::activate(rt, &self.shared.class, identity, database, &config.limits)
+        let open_database = started.elapsed();
+        let started = Instant::now();
+        let live =
+            LiveObject::activate(rt, &self.shared.class, identity, database, &config.limits)?;
+        let timings = ActivationTimings {
+            open_database,
+            instantiate: started.elapsed(),
+            first_event: Duration::ZERO,
+        };
+        Ok((live, timings))
     }
 }

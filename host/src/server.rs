@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub max_instances: u32,
     pub idle_timeout: Duration,
     pub alarms: AlarmConfig,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub admin: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -45,6 +47,7 @@ impl ServerConfig {
             max_instances: 1000,
             idle_timeout: Duration::from_secs(10),
             alarms: AlarmConfig::default(),
+            admin: None,
         }
     }
 
@@ -104,6 +107,7 @@ pub struct Server {
     registry: ObjectRegistry,
     ingress: IngressConfig,
     alarms: Arc<AlarmIndex>,
+    admin: Option<TcpListener>,
     _runtime: Runtime,
 }
 
@@ -123,6 +127,14 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = match config.admin {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--admin)"))?,
+            ),
+            None => None,
+        };
         let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
         let registry = ObjectRegistry::new(
             runtime.class.clone(),
@@ -145,6 +157,7 @@ impl Server {
             registry,
             ingress,
             alarms,
+            admin,
             _runtime: runtime.clone(),
         })
     }
@@ -152,6 +165,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The admin address actually bound, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The registry, to dispatch events without HTTP (embedding, tests).
@@ -166,12 +184,18 @@ impl Server {
             registry,
             ingress,
             alarms,
+            admin,
             _runtime,
         } = self;
+        let admin =
+            admin.map(|listener| tokio::spawn(crate::admin::serve(listener, registry.clone())));
         let max_concurrent = registry.alarm_config().max_concurrent;
         let scheduler = tokio::spawn(scheduler::run(registry.clone(), alarms, max_concurrent));
         ingress::serve(listener, registry.clone(), ingress, shutdown).await;
         scheduler.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         registry.shutdown().await;
         tracing::info!("all objects closed");
     }

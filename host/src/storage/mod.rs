@@ -26,6 +26,9 @@ pub use self::security::{RESERVED_PREFIX, is_reserved};
 use crate::bindings::sql::{SqlError, Value};
 use crate::id::ObjectId;
 
+/// Version of the host's tables in an object database, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
 /// How durable a commit is when the event's response is released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SyncMode {
@@ -174,26 +177,45 @@ impl SqlStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        // One connection per object database (see the module invariants), so take the file
+        // exclusively: WAL then needs no shared-memory index (fewer syscalls per activation),
+        // and no other process can write behind the host's back. The busy timeout covers the
+        // moment an evicted object's connection is still closing while it is re-activated.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
+            .map_err(open_err)?;
         let guest = GuestMode::default();
         security::harden(&mut conn, guest.clone()).map_err(open_err)?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {sync};
-             PRAGMA temp_store = MEMORY;
-             PRAGMA foreign_keys = ON;
-             CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
-             CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;",
-            sync = config.sync.pragma()
-        ))
-        .map_err(open_err)?;
+        // A new database gets its WAL mode and the host's tables in one transaction (one sync);
+        // an existing one (user_version already set) skips all of it, which keeps re-activation
+        // cheap.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL;
+                 BEGIN;
+                 CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
+                 CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))
+            .map_err(open_err)?;
+        }
         let page_size: u64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
             .map_err(open_err)?
             .max(512) as u64;
         let max_pages = (config.max_database_bytes / page_size).clamp(1, u32::MAX as u64);
-        conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
-            Ok(())
-        })
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {sync};
+             PRAGMA temp_store = MEMORY;
+             PRAGMA foreign_keys = ON;
+             PRAGMA max_page_count = {max_pages};",
+            sync = config.sync.pragma()
+        ))
         .map_err(open_err)?;
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let epoch = Instant::now();
