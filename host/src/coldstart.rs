@@ -1,10 +1,13 @@
 //! `dohost coldstart`: measures how fast objects of a class start.
 //!
-//! Runs a host in-process with a temporary data directory, then, one object at a time:
-//! 1. activates N new objects (their databases are created), 2. evicts them all and activates
-//! them again (databases exist: the common cold start), 3. sends warm requests to a live
-//! object. Prints min, p50, p99 and max per phase. Events are dispatched to the registry
-//! directly, so the figures are the host's own work, without HTTP.
+//! Runs a host in-process with a temporary data directory and, one object at a time:
+//!
+//! 1. activates N new objects (their databases are created);
+//! 2. evicts them all and activates them again (databases exist: the common cold start);
+//! 3. sends warm requests to a live object.
+//!
+//! It prints min, p50, p99 and max per phase. Events are dispatched to the registry directly,
+//! so the figures are the host's own work, without HTTP.
 
 use std::time::{Duration, Instant};
 
