@@ -122,7 +122,7 @@ impl ColdstartReport {
         );
         let mut section = |title: &str, samples: &[ActivationTimings]| {
             out.push_str(&format!("{title} ({} activations)\n", samples.len()));
-            let phases: [(&str, fn(&ActivationTimings) -> Duration); 4] = [
+            let phases: [(&str, Phase); 4] = [
                 ("  open database", |t| t.open_database),
                 ("  instantiate", |t| t.instantiate),
                 ("  first event", |t| t.first_event),
@@ -146,6 +146,9 @@ impl ColdstartReport {
         out
     }
 }
+
+/// Reads one phase out of an activation's timings.
+type Phase = fn(&ActivationTimings) -> Duration;
 
 fn row(label: &str, values: &mut [Duration]) -> String {
     match distribution(values) {

@@ -203,10 +203,11 @@ impl ObjectRegistry {
                 .lock()
                 .map_err(|_| DispatchError::ShuttingDown)?;
             let actors = actors.as_mut().ok_or(DispatchError::ShuttingDown)?;
-            if !actors.contains_key(&id) && actors.len() >= self.shared.config.max_live {
-                if evict_least_recently_used(actors) {
-                    self.shared.metrics.record_eviction(Eviction::Capacity);
-                }
+            if !actors.contains_key(&id)
+                && actors.len() >= self.shared.config.max_live
+                && evict_least_recently_used(actors)
+            {
+                self.shared.metrics.record_eviction(Eviction::Capacity);
             }
             let actor = actors
                 .entry(id)
