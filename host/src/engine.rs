@@ -72,7 +72,10 @@ pub enum LoadError {
 /// Builds the host's engine.
 pub fn build_engine(config: &EngineConfig) -> Result<Engine, LoadError> {
     let mut pool = PoolingAllocationConfig::new();
-    let n = config.max_instances.max(1);
+    // Headroom over the live-object cap: an evicted object's instance is freed by its actor
+    // shortly after the eviction, while the object that replaces it may already be starting.
+    let cap = config.max_instances.max(1);
+    let n = cap.saturating_add(cap / 8).saturating_add(16);
     // A component is one component instance but several core instances (the guest module and
     // the small adapter modules wit-component adds), usually one memory and a few tables.
     pool.total_component_instances(n)

@@ -34,8 +34,10 @@ use crate::registry::{DispatchError, ObjectRegistry};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request head (request line plus headers) accepted, in bytes.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Read buffer of a connection: bounds what hyper holds for one request head.
+const MAX_HEAD_BUFFER: usize = 256 * 1024;
+/// Largest total size of a request's header fields, in bytes; more gets 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -50,6 +52,8 @@ pub enum IngressError {
     MethodNotAllowed(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("request headers are larger than the limit of {MAX_HEADER_BYTES} bytes")]
+    HeadersTooLarge,
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
 }
@@ -61,6 +65,7 @@ impl IngressError {
             IngressError::NotFound(_) => StatusCode::NOT_FOUND,
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             IngressError::Dispatch(DispatchError::Overloaded(_) | DispatchError::ShuttingDown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -75,6 +80,7 @@ impl IngressError {
             IngressError::NotFound(_) => "not-found",
             IngressError::MethodNotAllowed(_) => "method-not-allowed",
             IngressError::PayloadTooLarge(_) => "payload-too-large",
+            IngressError::HeadersTooLarge => "headers-too-large",
             IngressError::Dispatch(DispatchError::Overloaded(_)) => "overloaded",
             IngressError::Dispatch(DispatchError::ShuttingDown) => "shutting-down",
             IngressError::Dispatch(DispatchError::Event(e)) => match e {
@@ -203,7 +209,7 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BUFFER);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -278,6 +284,14 @@ impl App {
         &self,
         req: hyper::Request<Incoming>,
     ) -> Result<HttpResponse, IngressError> {
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        if header_bytes > MAX_HEADER_BYTES {
+            return Err(IngressError::HeadersTooLarge);
+        }
         let class = self.registry.class().name().to_string();
         let (id, name, rest) = match route(req.uri().path())? {
             Route::NewId => {

@@ -6,10 +6,22 @@ written with the ``dohost`` helper module. It behaves exactly like the Rust refe
 ``{"results": [...]}``; any other request is echoed back as JSON.
 """
 
+import json
 import math
+import re
 import time
 
-from dohost import FetchError, Object, ObjectError, Request, Response, SqlError, AlarmError, export, fetch
+from dohost import (
+    AlarmError,
+    FetchError,
+    Object,
+    ObjectError,
+    Request,
+    Response,
+    SqlError,
+    export,
+    fetch,
+)
 
 
 @export
@@ -34,13 +46,21 @@ class Conformance(Object):
             "CREATE TABLE IF NOT EXISTS conformance_alarms (scheduled_at INTEGER, retry_count INTEGER)"
         )
         self.sql.exec("INSERT INTO conformance_alarms VALUES (?, ?)", info.scheduled_at, info.retry_count)
+        # SPEC.md: fail (after writing) while the retry count is below `fail_times`.
+        plan = "SELECT name FROM sqlite_master WHERE name = 'conformance_alarm_plan'"
+        if self.sql.exec(plan).rows:
+            fail_times = self.sql.exec("SELECT fail_times FROM conformance_alarm_plan").one()["fail_times"]
+            if info.retry_count < fail_times:
+                raise ObjectError(f"planned failure {info.retry_count}")
 
     def step(self, step):
-        op = step.get("op", "")
+        # Like the Rust reference, a missing or mistyped field counts as its default.
+        op = text(step, "op", "")
         if op == "exec":
-            params = [decode_value(p) for p in step.get("params") or []]
+            params = step.get("params") if isinstance(step, dict) else None
+            params = [decode_value(p) for p in params] if isinstance(params, list) else []
             try:
-                cursor = self.sql.exec(step.get("query", ""), *params)
+                cursor = self.sql.exec(text(step, "query", ""), *params)
             except SqlError as e:
                 return err(e.kind, e.message)
             rows = [[encode_value(v) for v in row] for row in cursor.raw()]
@@ -53,9 +73,8 @@ class Conformance(Object):
         if op == "databaseSize":
             return {"ok": self.sql.database_size}
         if op == "alarmSet":
-            at = step.get("at")
             try:
-                self.set_alarm(at if isinstance(at, int) and not isinstance(at, bool) else 0)
+                self.set_alarm(integer(step, "at", INT64))
             except AlarmError as e:
                 return err("alarm", str(e))
             return {"ok": None}
@@ -68,26 +87,43 @@ class Conformance(Object):
             return {"ok": {"id": self.id, "name": self.name}}
         if op == "fetch":
             try:
-                response = fetch(Request(step.get("url", "")))
+                response = fetch(Request(text(step, "url", "")))
             except FetchError as e:
                 return err("fetch", str(e))
             return {"ok": {"status": response.status, "body": response.body.decode("utf-8", "replace")}}
         if op == "alloc":
-            size = step.get("bytes", 0)
-            # bytearray(n) writes every byte (zeroes), so the memory is really used.
-            self.hoard.append(bytearray(size))
+            size = integer(step, "bytes", UINT64)
+            # Write every byte, so the memory is really used.
+            self.hoard.append(b"\x01" * size)
             return {"ok": size}
         if op == "spin":
-            ms = step.get("ms", 0)
+            ms = integer(step, "ms", UINT64)
             start, x = time.time(), 0
             while ms == 0 or (time.time() - start) * 1000 < ms:
                 x += 1
             return {"ok": x}
         if op == "trap":
-            raise RuntimeError("conformance object: trap requested")
+            # Not an Exception, so the SDK lets it escape: the instance traps.
+            raise SystemExit("conformance object: trap requested")
         if op == "fail":
-            raise ObjectError(step.get("message", "failure requested"))
-        return err("unknown-op", f"unknown op {op!r}")
+            raise ObjectError(text(step, "message", "failure requested"))
+        return err("unknown-op", f"unknown op {json.dumps(op)}")
+
+
+INT64 = range(-(2**63), 2**63)
+UINT64 = range(0, 2**64)
+
+
+def text(step, key, default):
+    value = step.get(key) if isinstance(step, dict) else None
+    return value if isinstance(value, str) else default
+
+
+def integer(step, key, valid):
+    """``step[key]`` if it is a JSON integer in ``valid``, else 0."""
+    value = step.get(key) if isinstance(step, dict) else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and value in valid
+    return value if ok else 0
 
 
 def err(kind, message):
@@ -133,7 +169,8 @@ def decode_value(typed):
         kind, value = typed["type"], typed.get("value")
         if kind == "null":
             return None
-        if kind == "integer" and isinstance(value, str):
+        if kind == "integer" and isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value):
+            # Out of the 64-bit range, exec raises OverflowError: the event fails either way.
             return int(value)
         if kind == "real" and isinstance(value, str):
             return _NON_FINITE[value]
@@ -141,7 +178,7 @@ def decode_value(typed):
             return float(value)
         if kind == "text" and isinstance(value, str):
             return value
-        if kind == "blob" and isinstance(value, str) and len(value) % 2 == 0:
+        if kind == "blob" and isinstance(value, str) and re.fullmatch(r"(?:[0-9a-fA-F]{2})*", value):
             return bytes.fromhex(value)
     except (KeyError, ValueError, TypeError, AttributeError):
         pass

@@ -140,6 +140,10 @@ impl Conformance {
                 }
                 json!({ "ok": x })
             }
+            "recurse" => {
+                let depth = step.get("depth").and_then(Json::as_u64).unwrap_or(0);
+                json!({ "ok": recurse(depth) })
+            }
             "trap" => panic!("conformance object: trap requested"),
             "fail" => {
                 let message = step
@@ -152,6 +156,16 @@ impl Conformance {
                 json!({ "err": { "kind": "unknown-op", "message": format!("unknown op {other:?}") } })
             }
         })
+    }
+}
+
+/// Recursion that the optimiser cannot turn into a loop: each frame keeps a buffer alive.
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 16]);
+    if depth == 0 {
+        0
+    } else {
+        recurse(depth - 1).wrapping_add(frame[3])
     }
 }
 

@@ -1,0 +1,329 @@
+//! Per-object limits, hibernation and the compiled-component cache, each broken on purpose
+//! against the real binary.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+use support::{Client, Host, guest};
+
+fn exec(query: &str) -> Json {
+    json!({ "op": "exec", "query": query })
+}
+
+fn run(client: &mut Client, object: &str, steps: Json) -> support::Response {
+    client.post_json(&format!("/{object}/run"), &json!({ "steps": steps }))
+}
+
+fn ok_results(client: &mut Client, object: &str, steps: Json) -> Vec<Json> {
+    let response = run(client, object, steps);
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()["results"].as_array().unwrap().clone()
+}
+
+fn count(client: &mut Client, object: &str) -> String {
+    let results = ok_results(client, object, json!([exec("SELECT count(*) FROM t")]));
+    results[0]["ok"]["rows"][0][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metric(admin: u16, line_start: &str) -> f64 {
+    let mut client = Client::connect(format!("127.0.0.1:{admin}").parse().unwrap());
+    let text = client.get("/metrics").text();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_start} in\n{text}"))
+}
+
+#[test]
+fn memory_limit_fails_the_event_and_nothing_else() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--memory-limit", "64MiB"],
+    );
+    let mut client = host.client();
+    ok_results(
+        &mut client,
+        "m",
+        json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
+    );
+    ok_results(&mut client, "other", json!([exec("CREATE TABLE t (v)")]));
+
+    let response = run(
+        &mut client,
+        "m",
+        json!([exec("INSERT INTO t VALUES (2)"), { "op": "alloc", "bytes": 100_000_000 }]),
+    );
+    assert_eq!(response.status, 500);
+    assert_eq!(response.header("x-dohost-error"), Some("memory-limit"));
+    assert!(
+        response.text().contains("memory limit exceeded"),
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.text().contains(&(64 << 20).to_string()),
+        "names the limit: {}",
+        response.text()
+    );
+
+    assert_eq!(
+        count(&mut client, "m"),
+        "1",
+        "committed data intact, the event's insert rolled back"
+    );
+    assert_eq!(count(&mut client, "other"), "0", "other objects unaffected");
+    // The next request gets a fresh instance, which can allocate again.
+    ok_results(
+        &mut client,
+        "m",
+        json!([{ "op": "alloc", "bytes": 10_000_000 }]),
+    );
+}
+
+#[test]
+fn database_size_limit_gives_database_full_and_rolls_back_the_event() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--max-db-size", "256KiB"],
+    );
+    let mut client = host.client();
+    ok_results(
+        &mut client,
+        "d",
+        json!([
+            exec("CREATE TABLE t (v)"),
+            exec("INSERT INTO t VALUES (zeroblob(1000))")
+        ]),
+    );
+    let results = ok_results(
+        &mut client,
+        "d",
+        json!([
+            exec("INSERT INTO t VALUES (zeroblob(1000))"),
+            exec("INSERT INTO t VALUES (zeroblob(400000))")
+        ]),
+    );
+    assert_eq!(results[1]["err"]["kind"], "database-full", "{results:?}");
+    assert_eq!(
+        count(&mut client, "d"),
+        "1",
+        "the whole event rolled back, earlier data intact"
+    );
+    let size = ok_results(&mut client, "d", json!([{ "op": "databaseSize" }]));
+    assert!(size[0]["ok"].as_u64().unwrap() <= 256 * 1024);
+}
+
+#[test]
+fn cpu_limit_stops_a_spinning_guest_while_others_keep_answering() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &["--cpu-limit", "1s"]);
+    ok_results(
+        &mut host.client(),
+        "calm",
+        json!([exec("CREATE TABLE t (v)")]),
+    );
+    let addr = host.addr;
+    let spinner = std::thread::spawn(move || {
+        let started = Instant::now();
+        let response = run(
+            &mut Client::connect(addr),
+            "spin",
+            json!([{ "op": "spin", "ms": 0 }]),
+        );
+        (response, started.elapsed())
+    });
+    // While "spin" burns its CPU budget, "calm" answers every request.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut client = host.client();
+    for _ in 0..10 {
+        assert_eq!(count(&mut client, "calm"), "0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (response, elapsed) = spinner.join().unwrap();
+    assert_eq!(response.status, 500, "{}", response.text());
+    assert_eq!(response.header("x-dohost-error"), Some("cpu-limit"));
+    assert!(
+        response.text().contains("CPU time limit"),
+        "{}",
+        response.text()
+    );
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "stopped late: {elapsed:?}"
+    );
+    ok_results(&mut client, "spin", json!([{ "op": "spin", "ms": 10 }]));
+}
+
+#[test]
+fn runaway_sql_is_stopped_by_the_cpu_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--cpu-limit", "500ms"],
+    );
+    let mut client = host.client();
+    let bomb =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let started = Instant::now();
+    let results = ok_results(&mut client, "q", json!([exec(bomb)]));
+    assert_eq!(results[0]["err"]["kind"], "other", "{results:?}");
+    assert!(
+        results[0]["err"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CPU")
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn stack_overflow_traps_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    let mut client = host.client();
+    let response = run(
+        &mut client,
+        "s",
+        json!([{ "op": "recurse", "depth": 100_000_000u64 }]),
+    );
+    assert_eq!(response.status, 500);
+    assert_eq!(response.header("x-dohost-error"), Some("object-trapped"));
+    ok_results(
+        &mut client,
+        "s",
+        json!([{ "op": "recurse", "depth": 1000 }]),
+    );
+}
+
+#[test]
+fn oversized_headers_are_refused_and_the_host_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    let big = "x".repeat(100 * 1024);
+    let request = format!("GET /h/x HTTP/1.1\r\nhost: a\r\nx-big: {big}\r\n\r\n");
+    let answer = support::raw_exchange(host.addr, request.as_bytes());
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(host.client().get("/h/x").status, 200);
+}
+
+#[test]
+fn idle_objects_hibernate_and_wake_with_their_data() {
+    let data = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &[
+            "--idle-timeout",
+            "300ms",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    let mut client = host.client();
+    ok_results(
+        &mut client,
+        "sleepy",
+        json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
+    );
+    assert_eq!(metric(admin, "dohost_live_objects"), 1.0);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        metric(admin, "dohost_live_objects"),
+        0.0,
+        "evicted after the idle timeout"
+    );
+    assert!(
+        metric(
+            admin,
+            "dohost_evictions_total{class=\"conformance\",reason=\"idle\"}"
+        ) >= 1.0
+    );
+    assert_eq!(count(&mut client, "sleepy"), "1", "woken from its database");
+    assert_eq!(
+        metric(admin, "dohost_activations_total"),
+        2.0,
+        "a second cold start"
+    );
+    assert!(metric(admin, "dohost_activation_seconds_count") >= 2.0);
+    assert!(metric(admin, "dohost_rows_written_total") >= 1.0);
+}
+
+#[test]
+fn the_live_object_cap_evicts_the_least_recently_used() {
+    let data = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &[
+            "--max-instances",
+            "4",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    let mut client = host.client();
+    for i in 0..10 {
+        ok_results(
+            &mut client,
+            &format!("o{i}"),
+            json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
+        );
+    }
+    assert!(metric(admin, "dohost_live_objects") <= 4.0);
+    assert!(
+        metric(
+            admin,
+            "dohost_evictions_total{class=\"conformance\",reason=\"capacity\"}"
+        ) >= 6.0
+    );
+    for i in 0..10 {
+        assert_eq!(count(&mut client, &format!("o{i}")), "1");
+    }
+}
+
+#[test]
+fn compiled_components_are_cached_across_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let component = guest("counter");
+    let host = Host::start(&component, data.path(), &[]);
+    assert!(host.log().contains("compiled component"), "{}", host.log());
+    host.stop();
+    let cached = support::files_under(&data.path().join("cache"));
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let host = Host::start_with_log(&component, data.path(), &[], "debug");
+    let log = host.log();
+    assert!(
+        log.contains("loaded compiled component from cache"),
+        "{log}"
+    );
+    assert!(!log.contains("compiled component component="), "{log}");
+}
