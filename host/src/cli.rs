@@ -110,6 +110,26 @@ struct RunArgs {
     /// recently used idle object is evicted.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Hosts objects may fetch from: `host`, `host:port` or `*.domain` (repeat or separate with
+    /// commas) [default: any public host].
+    #[arg(long = "fetch-allow", value_delimiter = ',')]
+    fetch_allow: Vec<String>,
+    /// Let objects fetch from loopback, private and link-local addresses (off by default to
+    /// prevent server-side request forgery; checked after DNS resolution).
+    #[arg(long)]
+    fetch_allow_private: bool,
+    /// Disable outbound fetch entirely (fetch returns the typed not-enabled error).
+    #[arg(long)]
+    no_fetch: bool,
+    /// Timeout of one outbound fetch (connect, send, response and body).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    fetch_timeout: Duration,
+    /// Largest outbound fetch response body.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    fetch_max_response: u64,
+    /// Outbound fetches one object may have in flight at once.
+    #[arg(long, default_value_t = 6)]
+    fetch_max_concurrent: usize,
     /// Serve Prometheus metrics (GET /metrics) and GET /healthz on this address.
     #[arg(long, env = "DOHOST_ADMIN")]
     admin: Option<SocketAddr>,
@@ -182,6 +202,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     config.max_instances = args.max_instances;
     config.alarms.retry_base = args.alarm_retry_base;
     config.admin = args.admin;
+    config.fetch = dohost::fetch::FetchPolicy {
+        enabled: !args.no_fetch,
+        allow: args.fetch_allow,
+        allow_private: args.fetch_allow_private,
+        timeout: args.fetch_timeout,
+        max_response_bytes: usize::try_from(args.fetch_max_response)
+            .context("--fetch-max-response")?,
+        max_concurrent: args.fetch_max_concurrent,
+    };
     config.alarms.max_retries = args.alarm_max_retries;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -126,6 +126,11 @@ pub struct Metrics {
     pub alarms_run: AtomicU64,
     pub rows_read: AtomicU64,
     pub rows_written: AtomicU64,
+    pub fetch_seconds: Histogram,
+    pub fetch_ok: AtomicU64,
+    pub fetch_failed: AtomicU64,
+    pub fetch_denied: AtomicU64,
+    pub fetch_bytes: AtomicU64,
     samples: Mutex<Option<Vec<ActivationTimings>>>,
 }
 
@@ -208,10 +213,15 @@ impl Metrics {
                 &self.warm_event,
                 "Events on an already live instance, until the response is ready.",
             ),
+            (
+                "dohost_fetch_seconds",
+                &self.fetch_seconds,
+                "Outbound fetches: until the whole body (fetch) or the response head (wasi:http).",
+            ),
         ] {
             hist.render(&mut out, name, l, help);
         }
-        let counters: [(&str, &str, &AtomicU64, &str); 12] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 16] = [
             (
                 "dohost_activations_total",
                 "",
@@ -283,6 +293,30 @@ impl Metrics {
                 "",
                 &self.rows_written,
                 "Rows written by guest SQL.",
+            ),
+            (
+                "dohost_fetches_total",
+                "outcome=\"ok\"",
+                &self.fetch_ok,
+                "Outbound fetches.",
+            ),
+            (
+                "dohost_fetches_total",
+                "outcome=\"failed\"",
+                &self.fetch_failed,
+                "Outbound fetches.",
+            ),
+            (
+                "dohost_fetches_total",
+                "outcome=\"denied\"",
+                &self.fetch_denied,
+                "Outbound fetches.",
+            ),
+            (
+                "dohost_fetch_response_bytes_total",
+                "",
+                &self.fetch_bytes,
+                "Bytes of outbound fetch responses.",
             ),
         ];
         let mut described = Vec::new();

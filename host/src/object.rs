@@ -25,10 +25,11 @@ use crate::alarm::{AlarmIndex, now_ms};
 use crate::bindings::http_types::{Request, Response};
 use crate::bindings::{AlarmInfo, Object, identity};
 use crate::engine::Class;
-use crate::fetch::OutboundHttp;
+use crate::fetch::{FetchPolicy, OutboundHttp};
 use crate::id::ObjectId;
 use crate::limits::{LimitHit, Limits, MemoryLimiter, thread_cpu_time};
 use crate::logs::{GuestLog, Stream};
+use crate::metrics::Metrics;
 use crate::storage::{EventEnd, SqlStore, StorageError};
 
 /// Who an object is, as its guest sees it through the `identity` interface.
@@ -68,6 +69,10 @@ pub struct ObjectState {
 impl ObjectState {
     pub(crate) fn sql(&mut self) -> &mut SqlStore {
         &mut self.sql
+    }
+
+    pub(crate) fn outbound(&self) -> &OutboundHttp {
+        &self.http_hooks
     }
 
     /// Before committing an event that touched the alarm: indexes the alarm it leaves set
@@ -173,6 +178,8 @@ impl LiveObject {
         identity: Identity,
         sql: SqlStore,
         limits: &Limits,
+        fetch: Arc<FetchPolicy>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, EventError> {
         // No filesystem, environment, arguments or sockets: the WASI defaults deny them.
         let tag: Arc<str> = identity.id.to_hex().into();
@@ -183,7 +190,7 @@ impl LiveObject {
         let state = ObjectState {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: OutboundHttp,
+            http_hooks: OutboundHttp::new(fetch, metrics),
             table: ResourceTable::new(),
             sql,
             identity,

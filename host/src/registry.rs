@@ -20,6 +20,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::alarm::{AlarmConfig, AlarmIndex, now_ms};
 use crate::engine::Class;
+use crate::fetch::FetchPolicy;
 use crate::id::{IdMinter, ObjectId};
 use crate::limits::LimitHit;
 use crate::limits::Limits;
@@ -42,6 +43,7 @@ pub struct RegistryConfig {
     /// Most objects live at once; past it, the least recently used idle one is evicted.
     pub max_live: usize,
     pub alarms: AlarmConfig,
+    pub fetch: Arc<FetchPolicy>,
 }
 
 /// Why an event could not be delivered or did not succeed.
@@ -501,8 +503,15 @@ impl Actor {
         };
         let open_database = started.elapsed();
         let started = Instant::now();
-        let live =
-            LiveObject::activate(rt, &self.shared.class, identity, database, &config.limits)?;
+        let live = LiveObject::activate(
+            rt,
+            &self.shared.class,
+            identity,
+            database,
+            &config.limits,
+            config.fetch.clone(),
+            self.shared.metrics.clone(),
+        )?;
         let timings = ActivationTimings {
             open_database,
             instantiate: started.elapsed(),

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::alarm::{AlarmConfig, AlarmIndex, scheduler};
 use crate::engine::{Class, EngineConfig, EpochTicker, build_engine};
+use crate::fetch::FetchPolicy;
 use crate::id::IdMinter;
 use crate::ingress::{self, IngressConfig};
 use crate::limits::Limits;
@@ -30,6 +31,7 @@ pub struct ServerConfig {
     pub max_instances: u32,
     pub idle_timeout: Duration,
     pub alarms: AlarmConfig,
+    pub fetch: FetchPolicy,
     /// Where to serve `/metrics` and `/healthz`, if anywhere.
     pub admin: Option<SocketAddr>,
 }
@@ -48,6 +50,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(10),
             alarms: AlarmConfig::default(),
             admin: None,
+            fetch: FetchPolicy::default(),
         }
     }
 
@@ -147,6 +150,7 @@ impl Server {
                 idle_timeout: config.idle_timeout,
                 max_live: config.max_instances as usize,
                 alarms: config.alarms.clone(),
+                fetch: Arc::new(config.fetch.clone()),
             },
         );
         let ingress = IngressConfig {

@@ -56,6 +56,12 @@ impl Request {
         self
     }
 
+    /// This request with one more `name: value` header, keeping earlier values.
+    pub fn append_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
     /// This request with `body`.
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();

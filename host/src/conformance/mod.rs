@@ -9,6 +9,7 @@
 mod client;
 mod expectations;
 mod pattern;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct RunOptions {
 pub struct Case {
     pub name: String,
     pub guarantee: String,
+    /// Host settings for this case (`"config"` in the file).
+    config: Json,
     steps: Vec<Json>,
 }
 
@@ -107,9 +110,11 @@ pub fn load_cases(dir: Option<&Path>) -> anyhow::Result<Vec<Case>> {
                 .and_then(Json::as_str)
                 .unwrap_or("")
                 .to_string();
+            let config = json.get("config").cloned().unwrap_or(Json::Null);
             Ok(Case {
                 name,
                 guarantee,
+                config,
                 steps,
             })
         })
@@ -126,6 +131,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Summary> {
     let runtime = Runtime::load(&base, work.path().join("cache"))
         .await
         .context("loading the conformance object")?;
+    let upstream = upstream::Upstream::start()
+        .await
+        .context("starting the upstream server")?;
     let mut summary = Summary::default();
     let mut unknown = options.expectations.names();
     for case in &cases {
@@ -146,7 +154,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Summary> {
         let started = Instant::now();
         let mut config = base.clone();
         config.data_dir = work.path().join("cases").join(&case.name);
-        let outcome = run_case(&runtime, config, case).await;
+        apply_case_config(&mut config, &case.config);
+        let outcome = run_case(&runtime, config, case, &upstream).await;
         let ms = started.elapsed().as_millis();
         match (outcome, expectation) {
             (Ok(()), None) => {
@@ -232,12 +241,49 @@ impl RunningHost {
     }
 }
 
-async fn run_case(runtime: &Runtime, config: ServerConfig, case: &Case) -> anyhow::Result<()> {
+/// Applies a case's `"config"`: `fetchAllowPrivate`, `fetchAllow`, `fetchTimeoutMs`,
+/// `fetchMaxResponseBytes`, `fetchEnabled`.
+fn apply_case_config(config: &mut ServerConfig, case: &Json) {
+    let fetch = &mut config.fetch;
+    if let Some(v) = case.get("fetchAllowPrivate").and_then(Json::as_bool) {
+        fetch.allow_private = v;
+    }
+    if let Some(v) = case.get("fetchEnabled").and_then(Json::as_bool) {
+        fetch.enabled = v;
+    }
+    if let Some(v) = case.get("fetchAllow").and_then(Json::as_array) {
+        fetch.allow = v
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+    }
+    if let Some(v) = case.get("fetchTimeoutMs").and_then(Json::as_u64) {
+        fetch.timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = case.get("fetchMaxResponseBytes").and_then(Json::as_u64) {
+        fetch.max_response_bytes = v as usize;
+    }
+}
+
+async fn run_case(
+    runtime: &Runtime,
+    config: ServerConfig,
+    case: &Case,
+    upstream: &upstream::Upstream,
+) -> anyhow::Result<()> {
     let class = config.class_name();
     let data_dir = config.data_dir.clone();
     let mut host = RunningHost::start(runtime, config.clone()).await?;
     let minter = IdMinter::load_or_create(&data_dir.join("id.key"))?;
     let mut vars = Vars::new();
+    vars.insert(
+        "upstream".into(),
+        Json::String(format!("http://{}", upstream.addr)),
+    );
+    vars.insert(
+        "upstreamPort".into(),
+        Json::String(upstream.addr.port().to_string()),
+    );
     let mut result = Ok(());
     for (i, step) in case.steps.iter().enumerate() {
         let outcome = match step_kind(step) {

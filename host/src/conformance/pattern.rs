@@ -14,6 +14,7 @@
 //! | `{"$id": true}` | 64 lower-case hex digits (an object ID) |
 //! | `{"$capture": "name"}` | anything; remembers it as `${name}` for later steps |
 //! | `{"$not": PATTERN}` | anything PATTERN does not match |
+//! | `{"$hexJson": PATTERN}` | a hex string whose bytes are JSON matching PATTERN |
 
 use std::collections::HashMap;
 
@@ -70,6 +71,18 @@ fn match_at(
                     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
                 }
                 ("$not", _) => match_at(path, arg, actual, &mut vars.clone()).is_err(),
+                ("$hexJson", Some(Json::String(s))) => {
+                    let decoded = hex::decode(s)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Json>(&b).ok());
+                    match decoded {
+                        Some(inner) => {
+                            match_at(&format!("{path}(hex JSON)"), arg, Some(&inner), vars)?;
+                            true
+                        }
+                        None => false,
+                    }
+                }
                 _ => false,
             };
             if !ok {

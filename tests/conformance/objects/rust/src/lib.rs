@@ -4,7 +4,9 @@
 //! `POST /run` with `{"steps": [...]}` runs each step in order inside one event and answers
 //! `{"results": [...]}`; any other request is echoed back as JSON.
 
-use dohost_sdk::{AlarmInfo, Ctx, Error, Object, Request, Response, Result, SqlError, Value};
+use dohost_sdk::{
+    AlarmInfo, Ctx, Error, FetchError, Object, Request, Response, Result, SqlError, Value,
+};
 use serde_json::{Value as Json, json};
 
 struct Conformance {
@@ -118,11 +120,28 @@ impl Conformance {
             "identity" => json!({ "ok": { "id": self.ctx.id(), "name": self.ctx.name() } }),
             "fetch" => {
                 let url = step.get("url").and_then(Json::as_str).unwrap_or("");
-                match self.ctx.fetch(Request::get(url)) {
-                    Ok(resp) => {
-                        json!({ "ok": { "status": resp.status(), "body": String::from_utf8_lossy(resp.body()) } })
+                let method = step.get("method").and_then(Json::as_str).unwrap_or("GET");
+                let mut request = Request::new(method, url);
+                if let Some(headers) = step.get("headers").and_then(Json::as_array) {
+                    for pair in headers {
+                        let name = pair[0].as_str().unwrap_or("");
+                        request = request.append_header(name, pair[1].as_str().unwrap_or(""));
                     }
-                    Err(e) => json!({ "err": { "kind": "fetch", "message": e.to_string() } }),
+                }
+                if let Some(body) = step.get("body").and_then(Json::as_str) {
+                    request = request
+                        .with_body(unhex(body).ok_or_else(|| Error::msg("body is not hex"))?);
+                }
+                match self.ctx.fetch(request) {
+                    Ok(resp) => json!({ "ok": {
+                        "status": resp.status(),
+                        "headers": resp.headers(),
+                        "body": hex(resp.body()),
+                    }}),
+                    Err(Error::Fetch(e)) => {
+                        json!({ "err": { "kind": fetch_kind(&e), "message": e.message() } })
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             "alloc" => {
@@ -178,6 +197,19 @@ fn echo(req: &Request) -> Json {
         "headers": req.headers(),
         "body": hex(req.body()),
     })
+}
+
+fn fetch_kind(e: &FetchError) -> &'static str {
+    match e {
+        FetchError::NotEnabled(_) => "not-enabled",
+        FetchError::Denied(_) => "denied",
+        FetchError::InvalidRequest(_) => "invalid-request",
+        FetchError::Dns(_) => "dns",
+        FetchError::Connect(_) => "connect",
+        FetchError::Timeout(_) => "timeout",
+        FetchError::TooLarge(_) => "too-large",
+        _ => "other",
+    }
 }
 
 fn sql_kind(e: &SqlError) -> &'static str {

@@ -1,0 +1,213 @@
+//! Outbound HTTP policy: which destinations an object may reach, and how much it may take.
+//!
+//! Checks happen after DNS resolution, on every address the name resolves to, and the
+//! connection then goes to one of the checked addresses (never to a fresh lookup), so a name
+//! that resolves to a private address (or is re-bound to one) cannot be used to reach the
+//! host's own network (server-side request forgery).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::FetchFailure;
+
+/// Settings for outbound fetch, shared by the `fetch` interface and `wasi:http`.
+#[derive(Clone, Debug)]
+pub struct FetchPolicy {
+    /// Whether objects may fetch at all.
+    pub enabled: bool,
+    /// `host` or `host:port` entries; `*.example.com` matches subdomains. Empty: any public
+    /// host (private ranges still need `allow_private`).
+    pub allow: Vec<String>,
+    /// Allow loopback, private, link-local and other non-public addresses.
+    pub allow_private: bool,
+    /// Whole-request timeout (connect, send, response and body).
+    pub timeout: Duration,
+    /// Largest response body, in bytes.
+    pub max_response_bytes: usize,
+    /// Fetches one object may have in flight at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow: Vec::new(),
+            allow_private: false,
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 16 * 1024 * 1024,
+            max_concurrent: 6,
+        }
+    }
+}
+
+impl FetchPolicy {
+    /// Whether `host:port` passes the allow-list (before DNS).
+    pub fn host_allowed(&self, host: &str, port: u16) -> bool {
+        if self.allow.is_empty() {
+            return true;
+        }
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        self.allow.iter().any(|rule| {
+            let rule = rule.to_ascii_lowercase();
+            let (rule_host, rule_port) = match rule.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                    (h.to_string(), p.parse::<u16>().ok())
+                }
+                _ => (rule.clone(), None),
+            };
+            let rule_host = rule_host.trim_start_matches('[').trim_end_matches(']');
+            let host_ok = match rule_host.strip_prefix("*.") {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => host == rule_host,
+            };
+            host_ok && rule_port.is_none_or(|p| p == port)
+        })
+    }
+
+    /// Resolves `host:port` and returns the addresses the policy allows connecting to.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, FetchFailure> {
+        if !self.enabled {
+            return Err(FetchFailure::NotEnabled);
+        }
+        if !self.host_allowed(host, port) {
+            return Err(FetchFailure::Denied(format!(
+                "{host}:{port} is not in the fetch allow-list"
+            )));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((bare, port))
+                .await
+                .map_err(|e| FetchFailure::Dns(format!("{host}: {e}")))?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(FetchFailure::Dns(format!("{host} has no addresses")));
+        }
+        if !self.allow_private
+            && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(FetchFailure::Denied(format!(
+                "{host} resolves to {}, a loopback, private or link-local address; \
+                 start dohost with --fetch-allow-private to allow it",
+                bad.ip()
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
+/// Whether an address is publicly routable (not loopback, private, link-local, shared,
+/// documentation, multicast, unspecified or reserved).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
+                || o[0] >= 240) // reserved
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64 (could reach private IPv4)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn allow_list() {
+        let policy = FetchPolicy {
+            allow: vec![
+                "api.example.com".into(),
+                "*.svc.test:8443".into(),
+                "127.0.0.1:9000".into(),
+            ],
+            ..FetchPolicy::default()
+        };
+        assert!(policy.host_allowed("api.example.com", 443));
+        assert!(policy.host_allowed("API.example.com", 80));
+        assert!(!policy.host_allowed("example.com", 443));
+        assert!(policy.host_allowed("a.svc.test", 8443));
+        assert!(!policy.host_allowed("a.svc.test", 443));
+        assert!(!policy.host_allowed("svc.test", 8443));
+        assert!(policy.host_allowed("127.0.0.1", 9000));
+        assert!(!policy.host_allowed("127.0.0.1", 9001));
+        assert!(FetchPolicy::default().host_allowed("anything", 1));
+    }
+
+    #[tokio::test]
+    async fn loopback_is_denied_unless_allowed() {
+        let policy = FetchPolicy::default();
+        assert!(matches!(
+            policy.resolve("127.0.0.1", 80).await,
+            Err(FetchFailure::Denied(_))
+        ));
+        assert!(matches!(
+            policy.resolve("localhost", 80).await,
+            Err(FetchFailure::Denied(_))
+        ));
+        let open = FetchPolicy {
+            allow_private: true,
+            ..FetchPolicy::default()
+        };
+        assert!(open.resolve("127.0.0.1", 80).await.is_ok());
+        let off = FetchPolicy {
+            enabled: false,
+            ..FetchPolicy::default()
+        };
+        assert!(matches!(
+            off.resolve("127.0.0.1", 80).await,
+            Err(FetchFailure::NotEnabled)
+        ));
+    }
+}
