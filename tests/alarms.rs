@@ -207,3 +207,44 @@ fn a_thousand_simultaneous_alarms_fire_exactly_once() {
         assert_eq!(alarm_runs(&mut client, object).len(), 1, "{object}");
     }
 }
+
+#[test]
+fn subscription_renews_itself_until_cancelled() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("subscription"), data.path(), &[]);
+    let mut client = host.client();
+    let first = now_ms() + 200;
+    let body = json!({ "plan": "pro", "nextBillingAt": first, "periodMs": 300 });
+    let response = client.post_json("/acme/activate", &body);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["nextBillingAt"], first);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let state = loop {
+        let state = client.get("/acme/").json();
+        if state["renewals"].as_array().unwrap().len() >= 3 {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "{state}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let renewals = state["renewals"].as_array().unwrap();
+    for (i, renewal) in renewals.iter().take(3).enumerate() {
+        assert_eq!(
+            renewal["renewedAt"],
+            first + 300 * i as i64,
+            "cycle {i}: {state}"
+        );
+        assert_eq!(renewal["plan"], "pro");
+    }
+    let cancelled = client.post("/acme/cancel", "").json();
+    assert_eq!(cancelled["nextBillingAt"], Json::Null);
+    let count = cancelled["renewals"].as_array().unwrap().len();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        client.get("/acme/").json()["renewals"]
+            .as_array()
+            .unwrap()
+            .len(),
+        count
+    );
+}

@@ -11,7 +11,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Guest crates the tests use; built together, once per test binary.
-const GUESTS: &[&str] = &["counter", "game-room", "conformance"];
+const GUESTS: &[&str] = &[
+    "counter",
+    "game-room",
+    "conformance",
+    "proxy-cache",
+    "subscription",
+];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -101,6 +107,17 @@ impl Host {
             data: data.to_path_buf(),
             log,
         }
+    }
+
+    /// Resident memory of the dohost process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn log(&self) -> String {

@@ -16,7 +16,8 @@ pub struct FetchPolicy {
     /// Whether objects may fetch at all.
     pub enabled: bool,
     /// `host` or `host:port` entries; `*.example.com` matches subdomains. Empty: any public
-    /// host (private ranges still need `allow_private`).
+    /// host. An exact (non-wildcard) entry may name a private host, such as a sidecar on
+    /// 127.0.0.1; anything else resolving to a private address needs `allow_private`.
     pub allow: Vec<String>,
     /// Allow loopback, private, link-local and other non-public addresses.
     pub allow_private: bool,
@@ -44,14 +45,22 @@ impl Default for FetchPolicy {
 impl FetchPolicy {
     /// Whether `host:port` passes the allow-list (before DNS).
     pub fn host_allowed(&self, host: &str, port: u16) -> bool {
-        if self.allow.is_empty() {
-            return true;
-        }
+        self.allow.is_empty() || self.matching_rule(host, port).is_some()
+    }
+
+    /// Whether an allow-list entry names `host` exactly (no wildcard): an explicit decision to
+    /// reach it, so its addresses are not checked for being private.
+    fn explicitly_allowed(&self, host: &str, port: u16) -> bool {
+        self.matching_rule(host, port)
+            .is_some_and(|rule| !rule.starts_with("*."))
+    }
+
+    fn matching_rule(&self, host: &str, port: u16) -> Option<&str> {
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        self.allow.iter().any(|rule| {
+        self.allow.iter().map(String::as_str).find(|rule| {
             let rule = rule.to_ascii_lowercase();
             let (rule_host, rule_port) = match rule.rsplit_once(':') {
                 Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
@@ -90,6 +99,7 @@ impl FetchPolicy {
             return Err(FetchFailure::Dns(format!("{host} has no addresses")));
         }
         if !self.allow_private
+            && !self.explicitly_allowed(host, port)
             && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
         {
             return Err(FetchFailure::Denied(format!(
@@ -183,6 +193,11 @@ mod tests {
         assert!(policy.host_allowed("127.0.0.1", 9000));
         assert!(!policy.host_allowed("127.0.0.1", 9001));
         assert!(FetchPolicy::default().host_allowed("anything", 1));
+        assert!(policy.explicitly_allowed("127.0.0.1", 9000));
+        assert!(
+            !policy.explicitly_allowed("a.svc.test", 8443),
+            "wildcards are not explicit"
+        );
     }
 
     #[tokio::test]
