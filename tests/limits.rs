@@ -314,12 +314,14 @@ fn the_live_object_cap_evicts_the_least_recently_used() {
 fn compiled_components_are_cached_across_restarts() {
     let data = tempfile::tempdir().unwrap();
     let component = guest("counter");
-    let host = Host::start(&component, data.path(), &[]);
+    // Its own cache directory (by default the tests share one).
+    let cache = data.path().join("cache").display().to_string();
+    let host = Host::start(&component, data.path(), &["--cache-dir", &cache]);
     assert!(host.log().contains("compiled component"), "{}", host.log());
     host.stop();
     let cached = support::files_under(&data.path().join("cache"));
     assert_eq!(cached.len(), 1, "{cached:?}");
-    let host = Host::start_with_log(&component, data.path(), &[], "debug");
+    let host = Host::start_with_log(&component, data.path(), &["--cache-dir", &cache], "debug");
     let log = host.log();
     assert!(
         log.contains("loaded compiled component from cache"),

@@ -29,6 +29,7 @@ enum Command {
     ///
     /// POST /<name>/<path> reaches the object created from <name>, which sees /<path>;
     /// /_id/<hex>/<path> reaches an object by ID; POST /_new mints a unique ID.
+    #[command(args_override_self = true)]
     Run(RunArgs),
     /// Print the ID (and database file) of the object created from a name.
     Id(IdArgs),
@@ -84,6 +85,9 @@ struct RunArgs {
     /// Data directory: object databases, the ID key and the compiled-component cache.
     #[arg(long, default_value = ".dohost", env = "DOHOST_DATA")]
     data: PathBuf,
+    /// Directory for compiled components [default: <data>/cache]. Several hosts may share one.
+    #[arg(long, env = "DOHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Class name, part of every object ID [default: the component's file name].
     #[arg(long)]
     class: Option<String>,
@@ -193,6 +197,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     config.class = args.class;
     config.listen = args.listen;
     config.data_dir = args.data;
+    config.cache_dir = args.cache_dir;
     config.storage.sync = args.sync;
     config.storage.max_database_bytes = args.max_db_size;
     config.limits.memory_bytes = usize::try_from(args.memory_limit).context("--memory-limit")?;

@@ -240,7 +240,16 @@ fn write_cache(component: &Component, dir: &Path, file: &Path) -> anyhow::Result
     let serialized = component
         .serialize()
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    // Unique temporary name, then an atomic rename: hosts sharing the directory never see a
+    // partial file.
+    let tmp = file.with_extension(
+        format!(
+            "tmp{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .replace(['(', ')'], ""),
+    );
     std::fs::write(&tmp, serialized)?;
     std::fs::rename(&tmp, file)?;
     Ok(())

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     pub alarms: AlarmConfig,
     pub fetch: FetchPolicy,
+    /// Where compiled components are cached; `None`: `<data>/cache`.
+    pub cache_dir: Option<PathBuf>,
     /// Where to serve `/metrics` and `/healthz`, if anywhere.
     pub admin: Option<SocketAddr>,
 }
@@ -51,6 +53,7 @@ impl ServerConfig {
             alarms: AlarmConfig::default(),
             admin: None,
             fetch: FetchPolicy::default(),
+            cache_dir: None,
         }
     }
 
@@ -119,7 +122,11 @@ impl Server {
     /// directory and binds the listener. Must run inside a tokio runtime.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
         create_data_dir(&config)?;
-        let runtime = Runtime::load(&config, config.data_dir.join("cache")).await?;
+        let cache = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("cache"));
+        let runtime = Runtime::load(&config, cache).await?;
         Self::bind_with(&runtime, config).await
     }
 

@@ -67,6 +67,9 @@ impl Host {
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
+            // One compiled-component cache for every test host: each guest compiles once.
+            .arg("--cache-dir")
+            .arg(workspace_root().join("target/test-cache"))
             .args(extra)
             .env("RUST_LOG", filter)
             .stdout(Stdio::null())
