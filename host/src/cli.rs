@@ -30,7 +30,7 @@ enum Command {
     /// POST /<name>/<path> reaches the object created from <name>, which sees /<path>;
     /// /_id/<hex>/<path> reaches an object by ID; POST /_new mints a unique ID.
     #[command(args_override_self = true)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the ID (and database file) of the object created from a name.
     Id(IdArgs),
     /// Check an SDK: run the conformance suite against its conformance object.
@@ -167,7 +167,7 @@ pub fn main() -> ExitCode {
         _ => "info,wasmtime=warn,cranelift=warn",
     });
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Id(args) => id(args),
         Command::Conformance(args) => conformance(args),
         Command::Coldstart(args) => coldstart(args),
