@@ -351,6 +351,11 @@ impl LiveObject {
         self.store.data().metrics
     }
 
+    /// The instance's database.
+    pub fn database_mut(&mut self) -> &mut SqlStore {
+        &mut self.store.data_mut().sql
+    }
+
     /// Tears the instance down and returns its database handle for reuse.
     pub fn into_database(self) -> SqlStore {
         self.store.into_data().sql

@@ -26,7 +26,7 @@ use crate::limits::LimitHit;
 use crate::limits::Limits;
 use crate::metrics::{ActivationTimings, Eviction, LimitKind, Metrics};
 use crate::object::{EventError, EventKind, Identity, LiveObject, Reply};
-use crate::storage::{SqlStore, StorageConfig, database_path};
+use crate::storage::{SqlStore, StorageConfig, StorageError, database_path};
 
 /// Metadata key under which an object's name is kept in its database.
 const NAME_KEY: &str = "name";
@@ -56,6 +56,12 @@ pub enum DispatchError {
     #[error(transparent)]
     Event(#[from] EventError),
 }
+
+/// Most events whose responses wait for one group-commit sync.
+const MAX_GROUP_COMMIT: usize = 256;
+
+type Reply_ = oneshot::Sender<Result<Reply, EventError>>;
+type Outcome = Result<Reply, EventError>;
 
 struct Envelope {
     name: Option<String>,
@@ -290,6 +296,13 @@ struct Actor {
 }
 
 impl Actor {
+    /// The actor's loop: one event at a time, in arrival order.
+    ///
+    /// Group commit (the output gate): an event that committed writes, and every event after
+    /// it, is *held* until one sync makes all of their commits durable. Events keep running
+    /// while others wait in the queue; the sync happens when the queue is empty (or the batch
+    /// is full), so concurrent writers to one object share one fsync and no response leaves
+    /// before its writes are on disk.
     async fn run(
         mut self,
         mut inbox: mpsc::UnboundedReceiver<Envelope>,
@@ -300,23 +313,40 @@ impl Actor {
         let idle = self.shared.config.idle_timeout;
         let shared = self.shared.clone();
         let id = self.id;
+        let mut held: Vec<(Reply_, Outcome)> = Vec::new();
         loop {
-            let envelope = match tokio::time::timeout(idle, inbox.recv()).await {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => break,
-                Err(_) => {
-                    let Ok(mut actors) = shared.actors.lock() else {
-                        break;
-                    };
-                    if inbox.is_empty() {
-                        if let Some(actors) = actors.as_mut() {
-                            actors.remove(&id);
+            let envelope = if held.is_empty() {
+                match tokio::time::timeout(idle, inbox.recv()).await {
+                    Ok(Some(envelope)) => envelope,
+                    Ok(None) => break,
+                    Err(_) => {
+                        let Ok(mut actors) = shared.actors.lock() else {
+                            break;
+                        };
+                        if inbox.is_empty() {
+                            if let Some(actors) = actors.as_mut() {
+                                actors.remove(&id);
+                            }
+                            shared.metrics.record_eviction(Eviction::Idle);
+                            tracing::debug!(object = %id, "evicted after {idle:?} idle");
+                            break;
                         }
-                        shared.metrics.record_eviction(Eviction::Idle);
-                        tracing::debug!(object = %id, "evicted after {idle:?} idle");
-                        break;
+                        continue;
                     }
-                    continue;
+                }
+            } else {
+                let next = if held.len() >= MAX_GROUP_COMMIT {
+                    None
+                } else {
+                    inbox.try_recv().ok()
+                };
+                match next {
+                    Some(envelope) => envelope,
+                    None => {
+                        self = self.flush(&mut held).await;
+                        busy.store(false, Ordering::Release);
+                        continue;
+                    }
                 }
             };
             busy.store(true, Ordering::Release);
@@ -327,27 +357,35 @@ impl Actor {
             let event = envelope.event;
             let joined = tokio::task::spawn_blocking(move || {
                 let outcome = self.handle(event);
-                (self, outcome)
+                let unsynced = self.needs_sync();
+                (self, outcome, unsynced)
             })
             .await;
             match joined {
-                Ok((actor, outcome)) => {
+                Ok((actor, outcome, unsynced)) => {
                     self = actor;
-                    let _ = envelope.reply.send(outcome);
                     last_used.store(
                         shared.tick.fetch_add(1, Ordering::Relaxed),
                         Ordering::Relaxed,
                     );
-                    busy.store(false, Ordering::Release);
+                    if unsynced || !held.is_empty() {
+                        held.push((envelope.reply, outcome));
+                    } else {
+                        let _ = envelope.reply.send(outcome);
+                        busy.store(false, Ordering::Release);
+                    }
                 }
                 Err(panic) => {
                     // A bug in the host, not the guest. The actor's state is gone with the
-                    // panicking thread (its transaction was never committed); retire so the
-                    // next event starts a fresh actor.
+                    // panicking thread (its transaction was never committed, and held commits
+                    // were never made durable); retire so the next event starts a fresh actor.
                     tracing::error!(object = %id, "event thread panicked: {panic}");
-                    let _ = envelope.reply.send(Err(EventError::Activation(
-                        "internal error in the host; see its log".into(),
-                    )));
+                    let internal =
+                        || EventError::Activation("internal error in the host; see its log".into());
+                    let _ = envelope.reply.send(Err(internal()));
+                    for (reply, _) in held.drain(..) {
+                        let _ = reply.send(Err(internal()));
+                    }
                     if let Ok(mut actors) = shared.actors.lock()
                         && let Some(actors) = actors.as_mut()
                     {
@@ -356,6 +394,70 @@ impl Actor {
                     return;
                 }
             }
+        }
+        if !held.is_empty() {
+            drop(self.flush(&mut held).await);
+        }
+    }
+
+    /// Makes the held events' commits durable with one sync, then releases their responses.
+    /// If the sync fails, their writes may not survive a crash: they get a storage error, and
+    /// the object is reset (instance and database handle dropped).
+    async fn flush(mut self, held: &mut Vec<(Reply_, Outcome)>) -> Self {
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = self.sync();
+            (self, result)
+        })
+        .await;
+        let (actor, result) = match joined {
+            Ok(done) => done,
+            Err(panic) => {
+                tracing::error!("sync thread panicked: {panic}");
+                for (reply, _) in held.drain(..) {
+                    let _ = reply.send(Err(EventError::Activation(
+                        "internal error in the host".into(),
+                    )));
+                }
+                // The actor state went down with the thread; nothing left to return.
+                std::process::abort();
+            }
+        };
+        self = actor;
+        match result {
+            Ok(()) => {
+                for (reply, outcome) in held.drain(..) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(object = %self.id, "sync failed, {} response(s) failed: {e}", held.len());
+                let message = e.to_string();
+                for (reply, _) in held.drain(..) {
+                    let _ = reply.send(Err(EventError::Storage(StorageError::Sync(
+                        message.clone(),
+                    ))));
+                }
+                self.live = None;
+                self.database = None;
+            }
+        }
+        self
+    }
+
+    /// Whether committed writes await a sync.
+    fn needs_sync(&mut self) -> bool {
+        match (&mut self.live, &mut self.database) {
+            (Some(live), _) => live.database_mut().needs_sync(),
+            (None, Some(db)) => db.needs_sync(),
+            (None, None) => false,
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        match (&mut self.live, &mut self.database) {
+            (Some(live), _) => live.database_mut().sync(),
+            (None, Some(db)) => db.sync(),
+            (None, None) => Ok(()),
         }
     }
 
