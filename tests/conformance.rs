@@ -37,3 +37,13 @@ fn conformance(lang: &str) {
 fn rust_sdk_conforms() {
     conformance("rust");
 }
+
+#[test]
+fn js_sdk_conforms() {
+    conformance("js");
+}
+
+#[test]
+fn go_sdk_conforms() {
+    conformance("go");
+}

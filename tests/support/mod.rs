@@ -246,6 +246,25 @@ impl Client {
         read_response(&mut self.stream)
     }
 
+    /// Like [`Client::send`] with a JSON body, but returns I/O errors (a killed host) instead
+    /// of panicking.
+    pub fn try_post_json(
+        &mut self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> std::io::Result<Response> {
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let stream = self.stream.get_mut();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body.as_bytes())?;
+        try_read_response(&mut self.stream)
+    }
+
     pub fn get(&mut self, path: &str) -> Response {
         self.send("GET", path, &[], b"")
     }
@@ -265,19 +284,21 @@ impl Client {
 }
 
 fn read_response(stream: &mut BufReader<TcpStream>) -> Response {
+    try_read_response(stream).expect("read the response")
+}
+
+fn try_read_response(stream: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
     let mut status_line = String::new();
-    stream
-        .read_line(&mut status_line)
-        .expect("read status line");
+    stream.read_line(&mut status_line)?;
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
-        stream.read_line(&mut line).expect("read header");
+        stream.read_line(&mut line)?;
         let line = line.trim_end();
         if line.is_empty() {
             break;
@@ -292,12 +313,12 @@ fn read_response(stream: &mut BufReader<TcpStream>) -> Response {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; len];
-    stream.read_exact(&mut body).expect("read body");
-    Response {
+    stream.read_exact(&mut body)?;
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// Sends raw bytes on a fresh connection and returns what comes back (until close or timeout).

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"dohost.dev/go/dohost"
@@ -155,11 +154,40 @@ func (c *conformance) step(step object) (object, error) {
 		return ok(object{"id": c.ctx.ID(), "name": name}), nil
 	case "fetch":
 		url, _ := step["url"].(string)
-		resp, err := c.ctx.Fetch(dohost.NewRequest("GET", url, nil))
-		if err != nil {
-			return fail("fetch", err.Error()), nil
+		method, hasMethod := step["method"].(string)
+		if !hasMethod {
+			method = "GET"
 		}
-		return ok(object{"status": resp.Status, "body": strings.ToValidUTF8(resp.Text(), "\uFFFD")}), nil
+		req := dohost.NewRequest(method, url, nil)
+		if pairs, isList := step["headers"].([]any); isList {
+			for _, p := range pairs {
+				pair, _ := p.([]any)
+				req.Header.Add(stringAt(pair, 0), stringAt(pair, 1))
+			}
+		}
+		if body, hasBody := step["body"].(string); hasBody {
+			b, err := hex.DecodeString(body)
+			if err != nil {
+				return nil, errors.New("body is not hex")
+			}
+			req.Body = b
+		}
+		resp, err := c.ctx.Fetch(req)
+		var fetchErr *dohost.FetchError
+		if errors.As(err, &fetchErr) {
+			return fail(string(fetchErr.Kind), fetchErr.Message), nil
+		} else if err != nil {
+			return nil, err
+		}
+		headers := array{}
+		for _, f := range resp.Header {
+			headers = append(headers, array{f.Name, f.Value})
+		}
+		return ok(object{
+			"status":  resp.Status,
+			"headers": headers,
+			"body":    hex.EncodeToString(resp.Body),
+		}), nil
 	case "alloc":
 		n, _ := integer(step["bytes"])
 		n = max(n, 0)
@@ -174,6 +202,9 @@ func (c *conformance) step(step object) (object, error) {
 			x++
 		}
 		return ok(x), nil
+	case "recurse":
+		depth, _ := integer(step["depth"])
+		return ok(recurse(max(depth, 0))), nil
 	case "trap":
 		panic("conformance object: trap requested")
 	case "fail":
@@ -185,6 +216,22 @@ func (c *conformance) step(step object) (object, error) {
 	default:
 		return fail("unknown-op", fmt.Sprintf("unknown op %q", op)), nil
 	}
+}
+
+// recurse recurses depth calls deep; each frame keeps a buffer alive, so the compiler cannot
+// turn it into a loop. A goroutine's stack grows on demand in linear memory, but every Go call
+// is also a wasm call: a huge depth exhausts the host's wasm call stack, which traps.
+//
+//go:noinline
+func recurse(depth int64) int64 {
+	var frame [16]int64
+	for i := range frame {
+		frame[i] = depth
+	}
+	if depth == 0 {
+		return 0
+	}
+	return recurse(depth-1) + frame[3]
 }
 
 func echo(req *dohost.Request) object {
@@ -204,6 +251,16 @@ func echo(req *dohost.Request) object {
 		"headers": headers,
 		"body":    hex.EncodeToString(req.Body),
 	}
+}
+
+// stringAt is element i of list if it is a JSON string, else "" (a missing or non-string header
+// name or value, as in the Rust reference).
+func stringAt(list []any, i int) string {
+	if i >= len(list) {
+		return ""
+	}
+	s, _ := list[i].(string)
+	return s
 }
 
 // integer reads a JSON number (decoded as json.Number) as an int64.

@@ -55,7 +55,7 @@ export class Conformance extends DurableObject {
     const op = text(step.op, "");
     switch (op) {
       case "exec": {
-        const params = Array.isArray(step.params) ? step.params.map((p) => this.decode(p)) : [];
+        const params = Array.isArray(step.params) ? step.params.map(decodeValue) : [];
         let cursor;
         try {
           cursor = this.ctx.storage.sql.execTyped(text(step.query, ""), ...params);
@@ -63,7 +63,10 @@ export class Conformance extends DurableObject {
           if (e instanceof SqlError) return err(e.kind, e.detail);
           throw e;
         }
-        const rows = cursor.raw().toArray().map((row) => row.map(encodeValue));
+        const rows = cursor
+          .raw()
+          .toArray()
+          .map((row) => row.map(encodeValue));
         return {
           ok: {
             columns: cursor.columnNames,
@@ -89,14 +92,27 @@ export class Conformance extends DurableObject {
         return { ok: null };
       case "identity":
         return { ok: { id: this.ctx.id.toString(), name: this.ctx.id.name ?? null } };
-      case "fetch":
+      case "fetch": {
+        const headers = Array.isArray(step.headers)
+          ? step.headers.map((pair) => [text(pair?.[0], ""), text(pair?.[1], "")])
+          : [];
+        const body = typeof step.body === "string" ? unhexOrThrow(step.body) : new Uint8Array();
         try {
-          const response = send({ method: "GET", url: text(step.url, ""), headers: [], body: new Uint8Array() });
-          return { ok: { status: response.status, body: new TextDecoder().decode(response.body) } };
+          const response = send({
+            method: text(step.method, "GET"),
+            url: text(step.url, ""),
+            headers,
+            body,
+          });
+          return {
+            ok: { status: response.status, headers: response.headers, body: hex(response.body) },
+          };
         } catch (e) {
-          if (e?.payload?.tag) return err("fetch", `${e.payload.tag}: ${e.payload.val}`);
+          // The WIT binding throws the `fetch-error` case as `payload` ({ tag, val }).
+          if (e?.payload?.tag) return err(e.payload.tag, e.payload.val);
           throw e;
         }
+      }
       case "alloc": {
         const bytes = Math.max(0, integer(step.bytes));
         // fill() writes every byte, so the memory is really used.
@@ -110,6 +126,9 @@ export class Conformance extends DurableObject {
         while (ms === 0 || Date.now() - start < ms) x++;
         return { ok: x };
       }
+      case "recurse":
+        // SpiderMonkey stops a runaway recursion with an InternalError, which traps the event.
+        return { ok: recurse(Math.max(0, integer(step.depth))) };
       case "trap":
         // A thrown exception is an error (`err`); aborting the object is the JS way to trap.
         this.ctx.abort("conformance object: trap requested");
@@ -119,36 +138,36 @@ export class Conformance extends DurableObject {
         return err("unknown-op", `unknown op ${JSON.stringify(op)}`);
     }
   }
+}
 
-  /** A typed JSON value (SPEC.md) as a typed SQL value; a malformed one fails the event. */
-  decode(typed) {
-    const value = typed?.value;
-    switch (typed?.type) {
-      case "null":
-        return { type: "null" };
-      case "integer":
-        if (typeof value === "string" && /^[+-]?[0-9]+$/.test(value)) {
-          const big = BigInt(value.replace(/^\+/, ""));
-          if (big >= I64_MIN && big <= I64_MAX) return { type: "integer", value: big };
-        }
-        break;
-      case "real":
-        if (typeof value === "number") return { type: "real", value };
-        if (value === "NaN" || value === "Infinity" || value === "-Infinity") {
-          return { type: "real", value: Number(value) };
-        }
-        break;
-      case "text":
-        if (typeof value === "string") return { type: "text", value };
-        break;
-      case "blob":
-        if (typeof value === "string" && /^([0-9a-fA-F]{2})*$/.test(value)) {
-          return { type: "blob", value: unhex(value) };
-        }
-        break;
-    }
-    throw new Error(`bad typed value ${JSON.stringify(typed)}`);
+/** A typed JSON value (SPEC.md) as a typed SQL value; a malformed one fails the event. */
+function decodeValue(typed) {
+  const value = typed?.value;
+  switch (typed?.type) {
+    case "null":
+      return { type: "null" };
+    case "integer":
+      if (typeof value === "string" && /^[+-]?[0-9]+$/.test(value)) {
+        const big = BigInt(value.replace(/^\+/, ""));
+        if (big >= I64_MIN && big <= I64_MAX) return { type: "integer", value: big };
+      }
+      break;
+    case "real":
+      if (typeof value === "number") return { type: "real", value };
+      if (value === "NaN" || value === "Infinity" || value === "-Infinity") {
+        return { type: "real", value: Number(value) };
+      }
+      break;
+    case "text":
+      if (typeof value === "string") return { type: "text", value };
+      break;
+    case "blob":
+      if (typeof value === "string" && /^([0-9a-fA-F]{2})*$/.test(value)) {
+        return { type: "blob", value: unhex(value) };
+      }
+      break;
   }
+  throw new Error(`bad typed value ${JSON.stringify(typed)}`);
 }
 
 async function echo(request) {
@@ -161,6 +180,12 @@ async function echo(request) {
     headers: rawHeaders(request),
     body: hex(new Uint8Array(await request.arrayBuffer())),
   };
+}
+
+/** Recurses `depth` calls deep, keeping some data in each frame. */
+function recurse(depth) {
+  const frame = [depth, depth, depth, depth, depth, depth, depth, depth];
+  return depth === 0 ? 0 : recurse(depth - 1) + frame[3] - depth;
 }
 
 function err(kind, message) {
@@ -194,6 +219,11 @@ function encodeValue({ type, value }) {
 
 function hex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function unhexOrThrow(text) {
+  if (!/^([0-9a-fA-F]{2})*$/.test(text)) throw new Error("body is not hex");
+  return unhex(text);
 }
 
 function unhex(text) {
