@@ -150,6 +150,14 @@ impl Conformance {
                 self.hoard.push(vec![1u8; bytes]);
                 json!({ "ok": bytes })
             }
+            "probe" => {
+                // Fresh zeroed memory, as a new allocation sees it: any non-zero byte would be
+                // data left behind by an earlier instance.
+                let bytes = step.get("bytes").and_then(Json::as_u64).unwrap_or(0) as usize;
+                let fresh = vec![0u8; bytes];
+                let dirty = fresh.iter().filter(|b| **b != 0).count();
+                json!({ "ok": dirty })
+            }
             "spin" => {
                 let ms = step.get("ms").and_then(Json::as_u64).unwrap_or(0);
                 let start = dohost_sdk::now_ms();

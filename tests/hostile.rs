@@ -1,0 +1,141 @@
+//! Hostile guests and clients: isolation of instance memory, malformed and slow clients, many
+//! connections. The host must answer clearly, stay up and keep serving everyone else.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Host, guest};
+
+#[test]
+fn a_fresh_instance_never_sees_memory_of_a_previous_one() {
+    let data = tempfile::tempdir().unwrap();
+    // A small pool, so instances must reuse the same slots.
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--max-instances", "2"],
+    );
+    let mut client = host.client();
+    for round in 0..6 {
+        // Fill 32 MiB with 0x01, then trap: the instance is discarded and its slot freed.
+        let fill = client.post_json(
+            &format!("/writer-{round}/run"),
+            &json!({ "steps": [{ "op": "alloc", "bytes": 32 << 20 }, { "op": "trap" }] }),
+        );
+        assert_eq!(fill.status, 500);
+        let probe = client.post_json(
+            &format!("/reader-{round}/run"),
+            &json!({ "steps": [{ "op": "probe", "bytes": 48 << 20 }] }),
+        );
+        assert_eq!(probe.status, 200, "{}", probe.text());
+        assert_eq!(
+            probe.json()["results"][0]["ok"],
+            0,
+            "round {round}: stale bytes visible"
+        );
+    }
+}
+
+#[test]
+fn malformed_http_gets_a_4xx_and_the_host_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &[]);
+    for garbage in [
+        &b"NOT HTTP AT ALL\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /c/value HTTP/1.1\r\nhost: x\r\ncontent-length: -5\r\n\r\n",
+        b"POST /c/increment HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"\x00\x01\x02\x03\xff\xfe\r\n\r\n",
+    ] {
+        let answer = support::raw_exchange(host.addr, garbage);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(garbage)
+        );
+    }
+    // Both Content-Length and Transfer-Encoding (request smuggling): the chunked framing wins
+    // and the connection is closed after the response (RFC 9112, section 6.3).
+    let both = support::raw_exchange(
+        host.addr,
+        b"GET /c/value HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert!(
+        both.starts_with("HTTP/1.1 4") || both.contains("connection: close"),
+        "{both}"
+    );
+    assert_eq!(host.client().get("/c/value").status, 200);
+}
+
+#[test]
+fn slow_and_idle_clients_do_not_block_others() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &[]);
+    // 200 connections that send half a request head and then nothing (slowloris).
+    let stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(host.addr).unwrap();
+            s.write_all(b"GET /c/value HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // A request body that never finishes, to an object.
+    let mut slow_body = TcpStream::connect(host.addr).unwrap();
+    slow_body
+        .write_all(b"POST /c/increment HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(host.client().get("/c/value").status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The object that is waiting for a slow body is not blocked either: bodies are read
+    // before an event is queued.
+    assert_eq!(host.client().post("/c/increment", "{}").status, 200);
+    drop(stalled);
+    let mut buf = [0u8; 16];
+    slow_body
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let _ = slow_body.read(&mut buf);
+}
+
+#[test]
+fn many_concurrent_connections_are_served() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &[]);
+    let addr = host.addr;
+    let threads: Vec<_> = (0..50)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = support::Client::connect(addr);
+                for _ in 0..10 {
+                    assert_eq!(
+                        client.post(&format!("/c{}/increment", t % 5), "{}").status,
+                        200
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let total: i64 = (0..5)
+        .map(|o| {
+            host.client().get(&format!("/c{o}/value")).json()["value"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 500);
+}
