@@ -170,8 +170,9 @@ pub struct SqlStore {
     /// Set by SQLite's WAL hook after every commit that wrote: the WAL holds commits that
     /// are not synced yet.
     unsynced: Arc<AtomicBool>,
-    /// Whether this connection has synced its directory (new files need it once).
-    dir_synced: bool,
+    /// The database file was created by this connection and has not been synced yet: the
+    /// first sync also syncs it and its directory.
+    created: bool,
 }
 
 impl SqlStore {
@@ -203,23 +204,6 @@ impl SqlStore {
             .map_err(open_err)?;
         let guest = GuestMode::default();
         security::harden(&mut conn, guest.clone()).map_err(open_err)?;
-        // A new database gets its WAL mode and the host's tables in one transaction (one sync);
-        // an existing one (user_version already set) skips all of it, which keeps re-activation
-        // cheap.
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
-        if version < SCHEMA_VERSION {
-            conn.execute_batch(&format!(
-                "PRAGMA journal_mode = WAL;
-                 BEGIN;
-                 CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
-                 CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;
-                 PRAGMA user_version = {SCHEMA_VERSION};
-                 COMMIT;"
-            ))
-            .map_err(open_err)?;
-        }
         let page_size: u64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
             .map_err(open_err)?
@@ -250,6 +234,30 @@ impl SqlStore {
             ))
             .map_err(open_err)?;
         }
+        // A new database gets WAL mode and the host's tables in one transaction, made durable
+        // by the first group sync (which, for a new file, also syncs it and its directory); an
+        // existing one (user_version set) skips all of this, which keeps re-activation cheap.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        let created = version < SCHEMA_VERSION;
+        if created {
+            // No syncs while the file is set up: nothing about a new object has been
+            // acknowledged yet, and its first group sync makes the file, its WAL and its
+            // directory durable before any response leaves.
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous = OFF;
+                 PRAGMA journal_mode = WAL;
+                 BEGIN;
+                 CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
+                 CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;
+                 PRAGMA synchronous = {sync};",
+                sync = config.sync.pragma()
+            ))
+            .map_err(open_err)?;
+        }
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let epoch = Instant::now();
         {
@@ -274,7 +282,7 @@ impl SqlStore {
             page_size,
             path: path.to_path_buf(),
             unsynced,
-            dir_synced: false,
+            created,
         })
     }
 
@@ -330,8 +338,9 @@ impl SqlStore {
         self.config.sync == SyncMode::Full && self.unsynced.load(Ordering::Acquire)
     }
 
-    /// Makes every commit so far durable: fsyncs the WAL file (and, once per connection, the
-    /// directory, so that newly created files survive a power loss).
+    /// Makes every commit so far durable: fsyncs the WAL file (and, for a database this
+    /// connection created, the database file and its directory, so the new files survive a
+    /// power loss).
     pub fn sync(&mut self) -> Result<(), StorageError> {
         if !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
@@ -341,16 +350,17 @@ impl SqlStore {
             wal.push("-wal");
             // fsync through any descriptor flushes the file; SQLite keeps its own open.
             fs::File::open(&wal)?.sync_data()?;
-            if !self.dir_synced
-                && let Some(dir) = self.path.parent()
-            {
-                fs::File::open(dir)?.sync_all()?;
+            if self.created {
+                fs::File::open(&self.path)?.sync_all()?;
+                if let Some(dir) = self.path.parent() {
+                    fs::File::open(dir)?.sync_all()?;
+                }
             }
             Ok(())
         };
         match sync() {
             Ok(()) => {
-                self.dir_synced = true;
+                self.created = false;
                 Ok(())
             }
             Err(e) => {
