@@ -365,3 +365,26 @@ fn malformed_components_fail_at_start_with_a_clear_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/object.wasm"));
 }
+
+#[test]
+fn sigterm_finishes_in_flight_events_and_exits_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    run_steps(&host, "g", vec![exec("CREATE TABLE t (v)")]);
+    let addr = host.addr;
+    // An event that is still running when SIGTERM arrives.
+    let in_flight = std::thread::spawn(move || {
+        Client::connect(addr).post_json(
+            "/g/run",
+            &json!({ "steps": [exec("INSERT INTO t VALUES (1)"), { "op": "spin", "ms": 800 }] }),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let code = host.stop();
+    let response = in_flight.join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(code, Some(0));
+    // Its write was committed before the host exited.
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    assert_eq!(count_rows(&host, "g", "t"), 1);
+}
