@@ -47,3 +47,8 @@ fn js_sdk_conforms() {
 fn go_sdk_conforms() {
     conformance("go");
 }
+
+#[test]
+fn python_sdk_conforms() {
+    conformance("python");
+}

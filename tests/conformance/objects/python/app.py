@@ -42,15 +42,18 @@ class Conformance(Object):
         return Response.json({"results": [self.step(step) for step in steps]})
 
     def alarm(self, info):
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS conformance_alarms (scheduled_at INTEGER, retry_count INTEGER)"
+        sql = self.sql
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS conformance_alarms"
+            " (scheduled_at INTEGER, retry_count INTEGER)"
         )
-        self.sql.exec("INSERT INTO conformance_alarms VALUES (?, ?)", info.scheduled_at, info.retry_count)
+        sql.exec(
+            "INSERT INTO conformance_alarms VALUES (?, ?)", info.scheduled_at, info.retry_count
+        )
         # SPEC.md: fail (after writing) while the retry count is below `fail_times`.
-        plan = "SELECT name FROM sqlite_master WHERE name = 'conformance_alarm_plan'"
-        if self.sql.exec(plan).rows:
-            fail_times = self.sql.exec("SELECT fail_times FROM conformance_alarm_plan").one()["fail_times"]
-            if info.retry_count < fail_times:
+        if sql.exec("SELECT name FROM sqlite_master WHERE name = 'conformance_alarm_plan'").rows:
+            plan = sql.exec("SELECT fail_times FROM conformance_alarm_plan").one()
+            if info.retry_count < plan["fail_times"]:
                 raise ObjectError(f"planned failure {info.retry_count}")
 
     def step(self, step):
@@ -86,11 +89,27 @@ class Conformance(Object):
         if op == "identity":
             return {"ok": {"id": self.id, "name": self.name}}
         if op == "fetch":
+            headers = step.get("headers") if isinstance(step, dict) else None
+            if not isinstance(headers, list):
+                headers = []
+            body = text(step, "body", "")
+            if not HEX.fullmatch(body):
+                raise ObjectError("body is not hex")
+            request = Request(
+                text(step, "url", ""),
+                text(step, "method", "GET"),
+                [(text_at(pair, 0), text_at(pair, 1)) for pair in headers],
+                bytes.fromhex(body),
+            )
             try:
-                response = fetch(Request(text(step, "url", "")))
+                response = fetch(request)
             except FetchError as e:
-                return err("fetch", str(e))
-            return {"ok": {"status": response.status, "body": response.body.decode("utf-8", "replace")}}
+                return err(e.kind, e.message)
+            return {"ok": {
+                "status": response.status,
+                "headers": [[name, value] for name, value in response.headers],
+                "body": response.body.hex(),
+            }}
         if op == "alloc":
             size = integer(step, "bytes", UINT64)
             # Write every byte, so the memory is really used.
@@ -102,6 +121,10 @@ class Conformance(Object):
             while ms == 0 or (time.time() - start) * 1000 < ms:
                 x += 1
             return {"ok": x}
+        if op == "recurse":
+            # CPython stops deep recursion itself, with RecursionError (an exception, so the
+            # event fails with object-error rather than a wasm stack overflow trap).
+            return {"ok": recurse(integer(step, "depth", UINT64))}
         if op == "trap":
             # Not an Exception, so the SDK lets it escape: the instance traps.
             raise SystemExit("conformance object: trap requested")
@@ -124,6 +147,21 @@ def integer(step, key, valid):
     value = step.get(key) if isinstance(step, dict) else None
     ok = isinstance(value, int) and not isinstance(value, bool) and value in valid
     return value if ok else 0
+
+
+HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+
+
+def text_at(pair, index):
+    """``pair[index]`` if ``pair`` is a list with a string there, else ``""``."""
+    ok = isinstance(pair, list) and len(pair) > index and isinstance(pair[index], str)
+    return pair[index] if ok else ""
+
+
+def recurse(depth):
+    """Recursion that keeps some data alive in each frame."""
+    frame = [depth] * 16
+    return 0 if depth == 0 else recurse(depth - 1) + frame[3]
 
 
 def err(kind, message):
@@ -178,7 +216,7 @@ def decode_value(typed):
             return float(value)
         if kind == "text" and isinstance(value, str):
             return value
-        if kind == "blob" and isinstance(value, str) and re.fullmatch(r"(?:[0-9a-fA-F]{2})*", value):
+        if kind == "blob" and isinstance(value, str) and HEX.fullmatch(value):
             return bytes.fromhex(value)
     except (KeyError, ValueError, TypeError, AttributeError):
         pass
