@@ -77,11 +77,14 @@ pub fn build_engine(config: &EngineConfig) -> Result<Engine, LoadError> {
     let cap = config.max_instances.max(1);
     let n = cap.saturating_add(cap / 8).saturating_add(16);
     // A component is one component instance but several core instances (the guest module and
-    // the small adapter modules wit-component adds), usually one memory and a few tables.
+    // the small adapter and shim modules its toolchain adds: a Rust component has about 4, a
+    // componentize-py one about 14), one or two memories and a few tables. Core instance and
+    // table slots are only counters, so they are generous; memory slots reserve address space
+    // (not memory), two per instance.
     pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(8))
+        .total_core_instances(n.saturating_mul(32))
         .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(4))
+        .total_tables(n.saturating_mul(32))
         .total_stacks(n)
         .max_memories_per_module(1)
         .max_tables_per_module(4)
