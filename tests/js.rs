@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value as Json, json};
-use support::{Client, Host, build_guest, workspace_root};
+use support::{Host, build_guest, workspace_root};
 
 /// A fresh data directory.
 fn data_dir() -> tempfile::TempDir {
@@ -43,28 +43,7 @@ fn get_json(host: &Host, path: &str) -> Json {
 fn game_room_counts_200_concurrent_joins_exactly() {
     let data = data_dir();
     let host = start("guest-examples/js/game-room", data.path());
-    let addr = host.addr;
-    let threads: Vec<_> = (0..20)
-        .map(|t| {
-            std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
-                for i in 0..10 {
-                    let body = json!({ "playerId": format!("p{t}-{i}"), "name": "Ann" });
-                    let response = client.post_json("/lobby/join", &body);
-                    assert_eq!(response.status, 200, "{}", response.text());
-                    let players = response.json()["players"].as_i64().unwrap();
-                    assert!((1..=200).contains(&players));
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread");
-    }
-    let response = host.client().get("/lobby/count");
-    assert_eq!(response.status, 200);
-    assert_eq!(response.header("content-type"), Some("application/json"));
-    assert_eq!(response.text(), r#"{"players":200}"#);
+    support::check_game_room_concurrent_joins(&host);
 
     // Joining again renames; another room is another object.
     let mut client = host.client();

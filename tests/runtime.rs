@@ -41,28 +41,7 @@ fn count_rows(host: &Host, name: &str, table: &str) -> i64 {
 fn concurrent_joins_to_one_room_are_all_counted() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("game-room"), data.path(), &[]);
-    let addr = host.addr;
-    let threads: Vec<_> = (0..20)
-        .map(|t| {
-            std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
-                for i in 0..10 {
-                    let body = json!({ "playerId": format!("p{t}-{i}"), "name": "Ann" });
-                    let response = client.post_json("/lobby/join", &body);
-                    assert_eq!(response.status, 200, "{}", response.text());
-                    let players = response.json()["players"].as_i64().unwrap();
-                    assert!((1..=200).contains(&players));
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread");
-    }
-    let response = host.client().get("/lobby/count");
-    assert_eq!(response.status, 200);
-    assert_eq!(response.text(), r#"{"players":200}"#);
-    assert_eq!(host.client().get("/lobby/nowhere").status, 404);
+    support::check_game_room_concurrent_joins(&host);
 }
 
 #[test]

@@ -333,35 +333,35 @@ async fn shutdown_signal() {
 
 /// Parses sizes such as `4096`, `64KiB`, `128MiB`, `10GiB` (also KB/MB/GB as powers of 1000).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 128MiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "unknown size unit in {text:?}: use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    const UNITS: &[(&str, u64)] = &[
+        ("", 1),
+        ("b", 1),
+        ("k", 1 << 10),
+        ("kib", 1 << 10),
+        ("m", 1 << 20),
+        ("mib", 1 << 20),
+        ("g", 1 << 30),
+        ("gib", 1 << 30),
+        ("kb", 1_000),
+        ("mb", 1_000_000),
+        ("gb", 1_000_000_000),
+    ];
+    parse_with_unit(text, UNITS, "a size like 128MiB", "B, KiB, MiB or GiB")
 }
 
 /// Parses durations such as `500ms`, `30s`, `2m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    const UNITS: &[(&str, u64)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
+    parse_with_unit(text, UNITS, "a duration like 30s", "ms, s or m").map(Duration::from_millis)
+}
+
+/// `<digits><unit>`, the unit (case-insensitive) one of `units`, scaled by its factor.
+fn parse_with_unit(
+    text: &str,
+    units: &[(&str, u64)],
+    what: &str,
+    names: &str,
+) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -369,13 +369,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" | "" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("unknown duration unit in {text:?}: use ms, s or m")),
-    }
+        .map_err(|_| format!("{text:?} is not {what}"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let factor = units
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, factor)| *factor)
+        .ok_or_else(|| format!("unknown unit in {text:?}: use {names}"))?;
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -395,3 +395,34 @@ pub fn build_guest(dir: &str) -> PathBuf {
     built.push((dir.to_string(), path.clone()));
     path
 }
+
+/// The game-room contract every language's example honours: 200 joins to one room from 20
+/// concurrent connections all succeed and are all counted (`{"players":200}`, compact JSON),
+/// another room is another object, unknown paths are 404.
+pub fn check_game_room_concurrent_joins(host: &Host) {
+    let addr = host.addr;
+    let threads: Vec<_> = (0..20)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..10 {
+                    let body =
+                        serde_json::json!({ "playerId": format!("p{t}-{i}"), "name": "Ann" });
+                    let response = client.post_json("/lobby/join", &body);
+                    assert_eq!(response.status, 200, "{}", response.text());
+                    let players = response.json()["players"].as_i64().unwrap_or(0);
+                    assert!((1..=200).contains(&players), "{}", response.text());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let response = host.client().get("/lobby/count");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.text(), r#"{"players":200}"#);
+    assert_eq!(host.client().get("/other/count").text(), r#"{"players":0}"#);
+    assert_eq!(host.client().get("/lobby/nowhere").status, 404);
+}
