@@ -404,25 +404,23 @@ impl Actor {
     /// If the sync fails, their writes may not survive a crash: they get a storage error, and
     /// the object is reset (instance and database handle dropped).
     async fn flush(mut self, held: &mut Vec<(Reply_, Outcome)>) -> Self {
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = self.sync();
-            (self, result)
-        })
-        .await;
-        let (actor, result) = match joined {
-            Ok(done) => done,
-            Err(panic) => {
-                tracing::error!("sync thread panicked: {panic}");
-                for (reply, _) in held.drain(..) {
-                    let _ = reply.send(Err(EventError::Activation(
-                        "internal error in the host".into(),
-                    )));
+        let result = match self.store().and_then(SqlStore::take_sync) {
+            None => Ok(()),
+            Some(job) => {
+                let runner = job.clone();
+                let result = tokio::task::spawn_blocking(move || runner.run())
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(StorageError::Sync(format!("sync panicked: {panic}")))
+                    });
+                if result.is_err()
+                    && let Some(store) = self.store()
+                {
+                    store.sync_failed(&job);
                 }
-                // The actor state went down with the thread; nothing left to return.
-                std::process::abort();
+                result
             }
         };
-        self = actor;
         match result {
             Ok(()) => {
                 for (reply, outcome) in held.drain(..) {
@@ -444,21 +442,17 @@ impl Actor {
         self
     }
 
-    /// Whether committed writes await a sync.
-    fn needs_sync(&mut self) -> bool {
+    /// The object's open database, wherever it is held.
+    fn store(&mut self) -> Option<&mut SqlStore> {
         match (&mut self.live, &mut self.database) {
-            (Some(live), _) => live.database_mut().needs_sync(),
-            (None, Some(db)) => db.needs_sync(),
-            (None, None) => false,
+            (Some(live), _) => Some(live.database_mut()),
+            (None, db) => db.as_mut(),
         }
     }
 
-    fn sync(&mut self) -> Result<(), StorageError> {
-        match (&mut self.live, &mut self.database) {
-            (Some(live), _) => live.database_mut().sync(),
-            (None, Some(db)) => db.sync(),
-            (None, None) => Ok(()),
-        }
+    /// Whether committed writes await a sync.
+    fn needs_sync(&mut self) -> bool {
+        self.store().is_some_and(|db| db.needs_sync())
     }
 
     /// Runs one event on the current (blocking) thread.

@@ -144,6 +144,33 @@ pub struct ExecResult {
     pub rows_written: u64,
 }
 
+/// One group-commit sync: fsyncs the WAL file (and, for a database created since the last
+/// sync, the database file and its directory, so that the new files survive a power loss).
+#[derive(Debug, Clone)]
+pub struct SyncJob {
+    path: PathBuf,
+    created: bool,
+}
+
+impl SyncJob {
+    pub fn run(&self) -> Result<(), StorageError> {
+        let sync = || -> std::io::Result<()> {
+            let mut wal = self.path.as_os_str().to_owned();
+            wal.push("-wal");
+            // fsync through any descriptor flushes the file; SQLite keeps its own open.
+            fs::File::open(&wal)?.sync_data()?;
+            if self.created {
+                fs::File::open(&self.path)?.sync_all()?;
+                if let Some(dir) = self.path.parent() {
+                    fs::File::open(dir)?.sync_all()?;
+                }
+            }
+            Ok(())
+        };
+        sync().map_err(|e| StorageError::Sync(format!("{}: {e}", self.path.display())))
+    }
+}
+
 /// The relative path of an object's database inside the data directory.
 pub fn database_path(data_dir: &Path, id: &ObjectId) -> PathBuf {
     let hex = id.to_hex();
@@ -338,35 +365,32 @@ impl SqlStore {
         self.config.sync == SyncMode::Full && self.unsynced.load(Ordering::Acquire)
     }
 
-    /// Makes every commit so far durable: fsyncs the WAL file (and, for a database this
-    /// connection created, the database file and its directory, so the new files survive a
-    /// power loss).
-    pub fn sync(&mut self) -> Result<(), StorageError> {
-        if !self.unsynced.swap(false, Ordering::AcqRel) {
-            return Ok(());
+    /// Takes the pending sync, if commits await one: the returned [`SyncJob`] makes every
+    /// commit so far durable and can run on any thread. Report its failure with
+    /// [`SqlStore::sync_failed`].
+    pub fn take_sync(&mut self) -> Option<SyncJob> {
+        if self.config.sync != SyncMode::Full || !self.unsynced.swap(false, Ordering::AcqRel) {
+            return None;
         }
-        let sync = || -> std::io::Result<()> {
-            let mut wal = self.path.as_os_str().to_owned();
-            wal.push("-wal");
-            // fsync through any descriptor flushes the file; SQLite keeps its own open.
-            fs::File::open(&wal)?.sync_data()?;
-            if self.created {
-                fs::File::open(&self.path)?.sync_all()?;
-                if let Some(dir) = self.path.parent() {
-                    fs::File::open(dir)?.sync_all()?;
-                }
-            }
-            Ok(())
+        let job = SyncJob {
+            path: self.path.clone(),
+            created: self.created,
         };
-        match sync() {
-            Ok(()) => {
-                self.created = false;
-                Ok(())
-            }
-            Err(e) => {
-                self.unsynced.store(true, Ordering::Release);
-                Err(StorageError::Sync(format!("{}: {e}", self.path.display())))
-            }
+        self.created = false;
+        Some(job)
+    }
+
+    /// A sync taken with [`SqlStore::take_sync`] failed: its commits still await one.
+    pub fn sync_failed(&mut self, job: &SyncJob) {
+        self.unsynced.store(true, Ordering::Release);
+        self.created |= job.created;
+    }
+
+    /// Syncs now, on this thread.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        match self.take_sync() {
+            Some(job) => job.run().inspect_err(|_| self.sync_failed(&job)),
+            None => Ok(()),
         }
     }
 
