@@ -139,3 +139,60 @@ fn many_concurrent_connections_are_served() {
         .sum();
     assert_eq!(total, 500);
 }
+
+#[test]
+fn other_objects_keep_answering_during_an_attack() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &["--cpu-limit", "2s"]);
+    let addr = host.addr;
+    let bomb =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    // Four attackers: an infinite loop, a memory bomb, a CTE bomb, deep recursion; repeated.
+    let attacks = [
+        json!([{ "op": "spin", "ms": 0 }]),
+        json!([{ "op": "alloc", "bytes": 1u64 << 30 }]),
+        json!([{ "op": "exec", "query": bomb }]),
+        json!([{ "op": "recurse", "depth": 100_000_000u64 }]),
+    ];
+    let attackers: Vec<_> = attacks
+        .into_iter()
+        .enumerate()
+        .map(|(i, steps)| {
+            std::thread::spawn(move || {
+                let mut client = support::Client::connect(addr);
+                let end = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < end {
+                    let r =
+                        client.post_json(&format!("/attacker-{i}/run"), &json!({ "steps": steps }));
+                    assert!(r.status == 200 || r.status == 500, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut client = host.client();
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        let started = Instant::now();
+        let r = client.post_json(
+            "/bystander/run",
+            &json!({ "steps": [{ "op": "exec", "query": "SELECT 1" }] }),
+        );
+        assert_eq!(r.status, 200);
+        latencies.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for a in attackers {
+        a.join().unwrap();
+    }
+    latencies.sort();
+    let p99 = latencies[(latencies.len() - 1) * 99 / 100];
+    println!(
+        "bystander: {} requests during the attack, p50 {:?}, p99 {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        p99
+    );
+    // Not a speed goal, a liveness bound: nobody waits for the attackers' 2 s CPU limit.
+    assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
+}
