@@ -1,0 +1,616 @@
+//! The end-to-end scenarios: what each one sets up, what load it applies, and which figures
+//! it reports.
+//!
+//! Every scenario starts each peer afresh on its own empty data directory, so no scenario
+//! inherits objects, caches or memory from another, and stops it at the end. The same HTTP
+//! requests go to every peer: the game room's `POST /<room>/join` and `GET /<room>/count`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::loadgen::{self, Amount, Load, LoadReport, Pacing, PlannedRequest, RequestPlan};
+use crate::peers::{Binaries, Peer, PeerKind, PeerSettings};
+use crate::stats::{fmt_duration, fmt_rate};
+use crate::syncs::SyncCounter;
+
+/// The knobs of a run (see `e2e --help` for their defaults).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Connections of the throughput scenarios.
+    pub connections: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Total request rate of the fixed-rate warm read.
+    pub rate: f64,
+    /// Rooms the spread writes go to.
+    pub spread_rooms: u64,
+    /// New rooms of the cold-start scenario.
+    pub new_rooms: u64,
+    /// Rooms activated, evicted and re-activated.
+    pub reactivated_rooms: u64,
+    /// Live-object cap that evicts them (dohost `--max-instances`, floor `--max-open`).
+    pub eviction_cap: u32,
+    /// Re-activate by restarting every peer (workerd always is).
+    pub restart_all: bool,
+    /// Objects touched for the memory figure.
+    pub live_objects: u64,
+    /// The same for the JavaScript object (each instance carries a whole JS engine).
+    pub js_live_objects: u64,
+    /// Count each peer's file syncs during the write and cold-start measurements.
+    pub count_syncs: bool,
+}
+
+/// A scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    WarmRead,
+    WriteOneRoom,
+    WriteSpread,
+    ColdStart,
+    Reactivation,
+    Memory,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::WarmRead,
+        Scenario::WriteOneRoom,
+        Scenario::WriteSpread,
+        Scenario::ColdStart,
+        Scenario::Reactivation,
+        Scenario::Memory,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::WarmRead => "warm-read",
+            Scenario::WriteOneRoom => "write-one-room",
+            Scenario::WriteSpread => "write-spread",
+            Scenario::ColdStart => "cold-start",
+            Scenario::Reactivation => "reactivation",
+            Scenario::Memory => "memory",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The rows this scenario fills.
+    pub fn metrics(self) -> &'static [Metric] {
+        use Metric::*;
+        match self {
+            Scenario::WarmRead => &[WarmReadThroughput, WarmReadP50, WarmReadP99, WarmReadP999],
+            Scenario::WriteOneRoom => {
+                &[WriteOneThroughput, WriteOneP50, WriteOneP99, WriteOneSyncs]
+            }
+            Scenario::WriteSpread => &[SpreadThroughput, SpreadP99, SpreadSyncs],
+            Scenario::ColdStart => &[ColdP50, ColdP99, ColdSyncs],
+            Scenario::Reactivation => &[ReactivationP50, ReactivationP99],
+            Scenario::Memory => &[MemoryPerObject],
+        }
+    }
+}
+
+/// Whether more or less of a figure is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// How a figure is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Requests (or objects) per second.
+    Rate,
+    /// Seconds.
+    Latency,
+    /// KiB.
+    Kib,
+    /// A plain number (syncs per request).
+    Count,
+}
+
+/// One row of the results table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    WarmReadThroughput,
+    WarmReadP50,
+    WarmReadP99,
+    WarmReadP999,
+    WriteOneThroughput,
+    WriteOneP50,
+    WriteOneP99,
+    WriteOneSyncs,
+    SpreadThroughput,
+    SpreadP99,
+    SpreadSyncs,
+    ColdP50,
+    ColdP99,
+    ColdSyncs,
+    ReactivationP50,
+    ReactivationP99,
+    MemoryPerObject,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 17] = [
+        Metric::WarmReadThroughput,
+        Metric::WarmReadP50,
+        Metric::WarmReadP99,
+        Metric::WarmReadP999,
+        Metric::WriteOneThroughput,
+        Metric::WriteOneP50,
+        Metric::WriteOneP99,
+        Metric::WriteOneSyncs,
+        Metric::SpreadThroughput,
+        Metric::SpreadP99,
+        Metric::SpreadSyncs,
+        Metric::ColdP50,
+        Metric::ColdP99,
+        Metric::ColdSyncs,
+        Metric::ReactivationP50,
+        Metric::ReactivationP99,
+        Metric::MemoryPerObject,
+    ];
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Metric::WarmReadThroughput | Metric::WriteOneThroughput | Metric::SpreadThroughput => {
+                Unit::Rate
+            }
+            Metric::MemoryPerObject => Unit::Kib,
+            Metric::WriteOneSyncs | Metric::SpreadSyncs | Metric::ColdSyncs => Unit::Count,
+            _ => Unit::Latency,
+        }
+    }
+
+    pub fn better(self) -> Better {
+        match self.unit() {
+            Unit::Rate => Better::Higher,
+            Unit::Latency | Unit::Kib | Unit::Count => Better::Lower,
+        }
+    }
+
+    /// The row's title, with the parameters that shape it.
+    pub fn title(self, o: &Options) -> String {
+        let c = o.connections;
+        let rate = fmt_rate(o.rate);
+        match self {
+            Metric::WarmReadThroughput => format!("warm read, {c} conns closed loop: req/s"),
+            Metric::WarmReadP50 => format!("warm read at {rate} (CO-corrected): p50"),
+            Metric::WarmReadP99 => format!("warm read at {rate} (CO-corrected): p99"),
+            Metric::WarmReadP999 => format!("warm read at {rate} (CO-corrected): p99.9"),
+            Metric::WriteOneThroughput => format!("durable write, 1 room, {c} conns: req/s"),
+            Metric::WriteOneP50 => format!("durable write, 1 room, {c} conns: p50"),
+            Metric::WriteOneP99 => format!("durable write, 1 room, {c} conns: p99"),
+            Metric::WriteOneSyncs => "durable write, 1 room: file syncs per request".into(),
+            Metric::SpreadThroughput => {
+                format!("writes over {} rooms, {c} conns: req/s", o.spread_rooms)
+            }
+            Metric::SpreadP99 => format!("writes over {} rooms, {c} conns: p99", o.spread_rooms),
+            Metric::SpreadSyncs => {
+                format!(
+                    "writes over {} rooms: file syncs per request",
+                    o.spread_rooms
+                )
+            }
+            Metric::ColdP50 => format!("first request, {} new rooms: p50", o.new_rooms),
+            Metric::ColdP99 => format!("first request, {} new rooms: p99", o.new_rooms),
+            Metric::ColdSyncs => "first request to a new room: file syncs".into(),
+            Metric::ReactivationP50 => {
+                format!("re-activation, {} evicted rooms: p50", o.reactivated_rooms)
+            }
+            Metric::ReactivationP99 => {
+                format!("re-activation, {} evicted rooms: p99", o.reactivated_rooms)
+            }
+            Metric::MemoryPerObject => "memory per live object (VmRSS)".into(),
+        }
+    }
+
+    /// `12,345/s`, `1.23ms`, `456 KiB`.
+    pub fn format(self, value: f64) -> String {
+        match self.unit() {
+            Unit::Rate => fmt_rate(value),
+            Unit::Latency => fmt_duration(Duration::from_secs_f64(value.max(0.0))),
+            Unit::Kib => format!("{value:.0} KiB"),
+            Unit::Count => format!("{value:.2}"),
+        }
+    }
+}
+
+/// What one peer produced in one scenario.
+#[derive(Debug, Default)]
+pub struct PeerResult {
+    pub values: Vec<(Metric, f64)>,
+    /// One or more human-readable lines with everything measured.
+    pub detail: String,
+}
+
+/// Runs scenarios against peers.
+pub struct Runner<'a> {
+    pub binaries: &'a Binaries,
+    pub options: &'a Options,
+    /// This run's scratch directory.
+    pub scratch: PathBuf,
+}
+
+impl Runner<'_> {
+    /// Runs `scenario` against `peer` in a fresh work directory, removed afterwards.
+    pub async fn run(&self, scenario: Scenario, peer: PeerKind) -> anyhow::Result<PeerResult> {
+        let work = self.scratch.join(scenario.name()).join(peer.name());
+        if work.exists() {
+            std::fs::remove_dir_all(&work)?;
+        }
+        std::fs::create_dir_all(&work)?;
+        let result = match scenario {
+            Scenario::WarmRead => self.warm_read(peer, &work).await,
+            Scenario::WriteOneRoom => self.write_one_room(peer, &work).await,
+            Scenario::WriteSpread => self.write_spread(peer, &work).await,
+            Scenario::ColdStart => self.cold_start(peer, &work).await,
+            Scenario::Reactivation => self.reactivation(peer, &work).await,
+            Scenario::Memory => self.memory(peer, &work).await,
+        };
+        if result.is_ok() {
+            // Keep the logs of a failed scenario for a look; drop the data of a good one.
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        result
+    }
+
+    async fn start(
+        &self,
+        peer: PeerKind,
+        settings: PeerSettings,
+        work: &std::path::Path,
+    ) -> anyhow::Result<Peer> {
+        Peer::start(peer, self.binaries, settings, &work.join("data"), work).await
+    }
+
+    fn timed(&self, connections: usize, pacing: Pacing) -> Load {
+        Load {
+            connections,
+            pacing,
+            amount: Amount::Timed {
+                warmup: self.options.warmup,
+                measure: self.options.measure,
+            },
+        }
+    }
+
+    /// With `--count-syncs`: counts `peer`'s file syncs during the measured window of a timed
+    /// load that starts now.
+    fn count_timed(
+        &self,
+        peer: &Peer,
+        work: &std::path::Path,
+    ) -> Option<tokio::task::JoinHandle<Option<u64>>> {
+        if !self.options.count_syncs {
+            return None;
+        }
+        let (pid, work) = (peer.pid(), work.to_path_buf());
+        let (warmup, measure) = (self.options.warmup, self.options.measure);
+        Some(tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let counter = SyncCounter::start(pid, &work)?;
+            tokio::time::sleep(measure).await;
+            counter.finish().await
+        }))
+    }
+
+    /// Settings for a scenario that keeps `wanted` objects live: a cap above it, so nothing
+    /// is evicted while it is measured.
+    fn live_cap(&self, wanted: u64) -> PeerSettings {
+        PeerSettings {
+            max_live: u32::try_from(wanted.saturating_add(100)).unwrap_or(u32::MAX),
+            ..PeerSettings::default()
+        }
+    }
+
+    async fn warm_read(
+        &self,
+        kind: PeerKind,
+        work: &std::path::Path,
+    ) -> anyhow::Result<PeerResult> {
+        let peer = self.start(kind, PeerSettings::default(), work).await?;
+        setup(&peer, join("bench", 0)).await?;
+        let plan: RequestPlan = Arc::new(|_| PlannedRequest::get("/bench/count"));
+        let mut closed = loadgen::run(
+            peer.addr,
+            self.timed(self.options.connections, Pacing::ClosedLoop),
+            plan.clone(),
+        )
+        .await?;
+        closed.require_clean("warm read, closed loop")?;
+        let mut fixed = loadgen::run(
+            peer.addr,
+            self.timed(
+                self.options.connections,
+                Pacing::FixedRate(self.options.rate),
+            ),
+            plan,
+        )
+        .await?;
+        fixed.require_clean("warm read, fixed rate")?;
+        peer.stop().await?;
+        let detail = format!(
+            "closed loop: {} ({}); at {}: {}, unsent {}",
+            fmt_rate(closed.throughput()),
+            closed.latencies.summary(),
+            fmt_rate(self.options.rate),
+            fixed.latencies.summary(),
+            fixed.unsent,
+        );
+        let mut values = vec![(Metric::WarmReadThroughput, closed.throughput())];
+        push_quantile(&mut values, Metric::WarmReadP50, &mut fixed, 0.5);
+        push_quantile(&mut values, Metric::WarmReadP99, &mut fixed, 0.99);
+        push_quantile(&mut values, Metric::WarmReadP999, &mut fixed, 0.999);
+        Ok(PeerResult { values, detail })
+    }
+
+    async fn write_one_room(
+        &self,
+        kind: PeerKind,
+        work: &std::path::Path,
+    ) -> anyhow::Result<PeerResult> {
+        let peer = self.start(kind, PeerSettings::default(), work).await?;
+        setup(&peer, join("bench", 0)).await?;
+        // 1,000 distinct players: the table stays small, most joins replace a row.
+        let plan: RequestPlan = Arc::new(|i| join("bench", i % 1000));
+        let counting = self.count_timed(&peer, work);
+        let mut report = loadgen::run(
+            peer.addr,
+            self.timed(self.options.connections, Pacing::ClosedLoop),
+            plan,
+        )
+        .await?;
+        let syncs = syncs_per_request(counting, &report).await;
+        report.require_clean("durable write, one room")?;
+        peer.stop().await?;
+        let detail = format!(
+            "{} ({}){}",
+            fmt_rate(report.throughput()),
+            report.latencies.summary(),
+            describe_syncs(syncs)
+        );
+        let mut values = vec![(Metric::WriteOneThroughput, report.throughput())];
+        push_quantile(&mut values, Metric::WriteOneP50, &mut report, 0.5);
+        push_quantile(&mut values, Metric::WriteOneP99, &mut report, 0.99);
+        values.extend(syncs.map(|s| (Metric::WriteOneSyncs, s)));
+        Ok(PeerResult { values, detail })
+    }
+
+    async fn write_spread(
+        &self,
+        kind: PeerKind,
+        work: &std::path::Path,
+    ) -> anyhow::Result<PeerResult> {
+        let rooms = self.options.spread_rooms.max(1);
+        let peer = self.start(kind, self.live_cap(rooms), work).await?;
+        // Create every room first (not measured): the measurement is of warm objects.
+        let create: RequestPlan = Arc::new(|i| join(&format!("room-{i}"), 0));
+        let created = batch(&peer, rooms, self.options.connections, create).await?;
+        created.require_clean("creating the rooms")?;
+        // Consecutive requests go to rooms far apart, so the connections rarely share one.
+        let plan: RequestPlan =
+            Arc::new(move |i| join(&format!("room-{}", i.wrapping_mul(7919) % rooms), i % 100));
+        let counting = self.count_timed(&peer, work);
+        let mut report = loadgen::run(
+            peer.addr,
+            self.timed(self.options.connections, Pacing::ClosedLoop),
+            plan,
+        )
+        .await?;
+        let syncs = syncs_per_request(counting, &report).await;
+        report.require_clean("writes over many rooms")?;
+        peer.stop().await?;
+        let detail = format!(
+            "{} ({}){}; creating the {rooms} rooms first took {}",
+            fmt_rate(report.throughput()),
+            report.latencies.summary(),
+            describe_syncs(syncs),
+            fmt_duration(created.elapsed)
+        );
+        let mut values = vec![(Metric::SpreadThroughput, report.throughput())];
+        push_quantile(&mut values, Metric::SpreadP99, &mut report, 0.99);
+        values.extend(syncs.map(|s| (Metric::SpreadSyncs, s)));
+        Ok(PeerResult { values, detail })
+    }
+
+    async fn cold_start(
+        &self,
+        kind: PeerKind,
+        work: &std::path::Path,
+    ) -> anyhow::Result<PeerResult> {
+        let rooms = self.options.new_rooms.max(1);
+        let peer = self.start(kind, self.live_cap(rooms), work).await?;
+        // Loads the code (component instance pool, JS isolate) with an object of its own, so
+        // the figures are of objects, not of the first request a process ever serves.
+        setup(&peer, join("warmup", 0)).await?;
+        let plan: RequestPlan = Arc::new(|i| join(&format!("new-{i}"), 0));
+        let counter = if self.options.count_syncs {
+            SyncCounter::start(peer.pid(), work)
+        } else {
+            None
+        };
+        if counter.is_some() {
+            // perf needs a moment to attach.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // One connection: each figure is one activation alone, as a client sees it.
+        let mut report = batch(&peer, rooms, 1, plan).await?;
+        let syncs = match counter {
+            Some(counter) => per_request(counter.finish().await, &report),
+            None => None,
+        };
+        report.require_clean("first requests to new rooms")?;
+        peer.stop().await?;
+        let detail = format!(
+            "{rooms} new rooms, one at a time: {} ({}){}",
+            fmt_rate(report.throughput()),
+            report.latencies.summary(),
+            describe_syncs(syncs)
+        );
+        let mut values = Vec::new();
+        push_quantile(&mut values, Metric::ColdP50, &mut report, 0.5);
+        push_quantile(&mut values, Metric::ColdP99, &mut report, 0.99);
+        values.extend(syncs.map(|s| (Metric::ColdSyncs, s)));
+        Ok(PeerResult { values, detail })
+    }
+
+    async fn reactivation(
+        &self,
+        kind: PeerKind,
+        work: &std::path::Path,
+    ) -> anyhow::Result<PeerResult> {
+        let rooms = self.options.reactivated_rooms.max(1);
+        let cap = self.options.eviction_cap.max(1);
+        // workerd evicts an idle object only after seconds of inactivity and has no setting
+        // for it, so its objects are evicted by restarting the process.
+        let by_restart = kind == PeerKind::Workerd || self.options.restart_all;
+        anyhow::ensure!(
+            by_restart || rooms >= 2 * u64::from(cap),
+            "--reactivated-rooms must be at least twice --eviction-cap"
+        );
+        let settings = if by_restart {
+            self.live_cap(rooms)
+        } else {
+            PeerSettings {
+                max_live: cap,
+                ..PeerSettings::default()
+            }
+        };
+        let mut peer = self.start(kind, settings, work).await?;
+        let create: RequestPlan = Arc::new(|i| join(&format!("re-{i}"), 0));
+        // Few connections: each new room evicts one, and dohost frees an evicted instance
+        // asynchronously; many concurrent activations over a small cap can briefly exhaust
+        // its instance pool (see benches/README.md).
+        batch(&peer, rooms, self.options.connections.min(4), create)
+            .await?
+            .require_clean("creating the rooms")?;
+        let how = if by_restart {
+            peer.stop().await?;
+            peer = self.start(kind, settings, work).await?;
+            setup(&peer, join("warmup", 0)).await?;
+            "process restarted".to_string()
+        } else {
+            // Room i was evicted when room i + cap arrived; touching them again in the same
+            // order finds each one evicted (least recently used first).
+            format!("evicted by a live cap of {cap}")
+        };
+        let plan: RequestPlan = Arc::new(|i| PlannedRequest::get(format!("/re-{i}/count")));
+        let mut report = batch(&peer, rooms, 1, plan).await?;
+        report.require_clean("re-activating rooms")?;
+        peer.stop().await?;
+        let detail = format!(
+            "{rooms} rooms ({how}), one at a time: {} ({})",
+            fmt_rate(report.throughput()),
+            report.latencies.summary()
+        );
+        let mut values = Vec::new();
+        push_quantile(&mut values, Metric::ReactivationP50, &mut report, 0.5);
+        push_quantile(&mut values, Metric::ReactivationP99, &mut report, 0.99);
+        Ok(PeerResult { values, detail })
+    }
+
+    async fn memory(&self, kind: PeerKind, work: &std::path::Path) -> anyhow::Result<PeerResult> {
+        let objects = match kind {
+            PeerKind::DohostJs => self.options.js_live_objects,
+            _ => self.options.live_objects,
+        }
+        .max(1);
+        let peer = self.start(kind, self.live_cap(objects), work).await?;
+        setup(&peer, join("warmup", 0)).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = peer.rss_kib()?;
+        let plan: RequestPlan = Arc::new(|i| join(&format!("mem-{i}"), 0));
+        let report = batch(&peer, objects, 8, plan).await?;
+        report.require_clean("touching the objects")?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = peer.rss_kib()?;
+        peer.stop().await?;
+        let per_object = after.saturating_sub(before) as f64 / objects as f64;
+        let detail = format!(
+            "VmRSS {} MiB with 1 object, {} MiB with {} live: {per_object:.0} KiB per object \
+             (touched in {})",
+            before / 1024,
+            after / 1024,
+            objects + 1,
+            fmt_duration(report.elapsed)
+        );
+        Ok(PeerResult {
+            values: vec![(Metric::MemoryPerObject, per_object)],
+            detail,
+        })
+    }
+}
+
+/// `POST /<room>/join` for player `p<player>`.
+fn join(room: &str, player: u64) -> PlannedRequest {
+    PlannedRequest::post_json(
+        format!("/{room}/join"),
+        format!("{{\"playerId\":\"p{player}\",\"name\":\"player {player}\"}}"),
+    )
+}
+
+/// Sends one set-up request and checks it got `{"players": ...}` back.
+async fn setup(peer: &Peer, request: PlannedRequest) -> anyhow::Result<()> {
+    let what = format!("{} {}", request.method, request.path);
+    let (status, body) = loadgen::request_once(peer.addr, request)
+        .await
+        .with_context(|| format!("{}: {what}", peer.kind.label()))?;
+    let text = String::from_utf8_lossy(&body);
+    anyhow::ensure!(
+        status == 200 && text.contains("\"players\""),
+        "{}: {what} answered {status}: {text}",
+        peer.kind.label()
+    );
+    Ok(())
+}
+
+async fn batch(
+    peer: &Peer,
+    requests: u64,
+    connections: usize,
+    plan: RequestPlan,
+) -> anyhow::Result<LoadReport> {
+    loadgen::run(
+        peer.addr,
+        Load {
+            connections,
+            pacing: Pacing::ClosedLoop,
+            amount: Amount::Batch(requests),
+        },
+        plan,
+    )
+    .await
+}
+
+async fn syncs_per_request(
+    counting: Option<tokio::task::JoinHandle<Option<u64>>>,
+    report: &LoadReport,
+) -> Option<f64> {
+    let syncs = counting?.await.ok()??;
+    per_request(Some(syncs), report)
+}
+
+fn per_request(syncs: Option<u64>, report: &LoadReport) -> Option<f64> {
+    let syncs = syncs?;
+    (report.ok > 0).then(|| syncs as f64 / report.ok as f64)
+}
+
+fn describe_syncs(syncs: Option<f64>) -> String {
+    syncs
+        .map(|s| format!(", {s:.2} file syncs per request"))
+        .unwrap_or_default()
+}
+
+fn push_quantile(values: &mut Vec<(Metric, f64)>, metric: Metric, report: &mut LoadReport, q: f64) {
+    if let Some(d) = report.latencies.quantile(q) {
+        values.push((metric, d.as_secs_f64()));
+    }
+}
