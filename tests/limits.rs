@@ -329,3 +329,27 @@ fn compiled_components_are_cached_across_restarts() {
     );
     assert!(!log.contains("compiled component component="), "{log}");
 }
+
+#[test]
+fn many_busy_objects_over_the_cap_all_get_served() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("game-room"), data.path(), &["--max-instances", "4"]);
+    let addr = host.addr;
+    // 16 connections at once over 200 rooms: more busy objects than the cap at any moment.
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for n in 0..25 {
+                    let room = format!("r{}", (t * 25 + n) % 200);
+                    let body = json!({ "playerId": format!("p{t}"), "name": "x" });
+                    let r = client.post_json(&format!("/{room}/join"), &body);
+                    assert_eq!(r.status, 200, "{room}: {}", r.text());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -181,44 +181,28 @@ impl LiveObject {
         fetch: Arc<FetchPolicy>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, EventError> {
-        // No filesystem, environment, arguments or sockets: the WASI defaults deny them.
-        let tag: Arc<str> = identity.id.to_hex().into();
-        let wasi = WasiCtx::builder()
-            .stdout(GuestLog::new(tag.clone(), Stream::Stdout))
-            .stderr(GuestLog::new(tag, Stream::Stderr))
-            .build();
-        let state = ObjectState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            http_hooks: OutboundHttp::new(fetch, metrics),
-            table: ResourceTable::new(),
-            sql,
-            identity,
-            limiter: MemoryLimiter::new(limits.memory_bytes),
-            metrics: EventMetrics::default(),
-            alarm_changed: false,
-            cpu_start: Duration::ZERO,
-            cpu_limit: limits.cpu_per_event,
-        };
-        let mut store = Store::new(class.pre().engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        // Checked every epoch tick while the guest runs: stop it once the event has used its
-        // CPU budget. Measured with the thread's CPU clock, so time spent waiting does not count.
-        store.epoch_deadline_callback(|ctx| {
-            let state = ctx.data();
-            let used = thread_cpu_time().saturating_sub(state.cpu_start);
-            if used > state.cpu_limit {
-                Err(wasmtime::Error::new(LimitHit::Cpu(state.cpu_limit)))
-            } else {
-                Ok(UpdateDeadline::Continue(1))
+        let mut sql = sql;
+        let deadline = Instant::now() + POOL_WAIT;
+        loop {
+            let mut store = new_store(
+                class,
+                identity.clone(),
+                sql,
+                limits,
+                fetch.clone(),
+                metrics.clone(),
+            );
+            match rt.block_on(class.pre().instantiate_async(&mut store)) {
+                Ok(bindings) => return Ok(Self { store, bindings }),
+                // The pool is full for a moment: evicted instances are freed by their actors
+                // shortly after the eviction. Wait for a slot rather than fail the event.
+                Err(e) if pool_exhausted(&e) && Instant::now() < deadline => {
+                    sql = store.into_data().sql;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(EventError::Activation(describe_trap(&e))),
             }
-        });
-        store.set_epoch_deadline(1);
-        store.data_mut().cpu_start = thread_cpu_time();
-        let bindings = rt
-            .block_on(class.pre().instantiate_async(&mut store))
-            .map_err(|e| EventError::Activation(describe_trap(&e)))?;
-        Ok(Self { store, bindings })
+        }
     }
 
     /// Runs one event to completion: guest call, then commit or rollback.
@@ -360,6 +344,62 @@ impl LiveObject {
     pub fn into_database(self) -> SqlStore {
         self.store.into_data().sql
     }
+}
+
+/// Whether instantiation failed only because the pooling allocator is full right now.
+fn pool_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
+        || err.to_string().contains("maximum concurrent limit")
+}
+
+/// How long an activation waits for a free instance slot.
+const POOL_WAIT: Duration = Duration::from_secs(2);
+
+/// A store for a new instance of `identity` over its database.
+fn new_store(
+    class: &Class,
+    identity: Identity,
+    sql: SqlStore,
+    limits: &Limits,
+    fetch: Arc<FetchPolicy>,
+    metrics: Arc<Metrics>,
+) -> Store<ObjectState> {
+    // No filesystem, environment, arguments or sockets: the WASI defaults deny them.
+    let tag: Arc<str> = identity.id.to_hex().into();
+    let wasi = WasiCtx::builder()
+        .stdout(GuestLog::new(tag.clone(), Stream::Stdout))
+        .stderr(GuestLog::new(tag, Stream::Stderr))
+        .build();
+    let state = ObjectState {
+        wasi,
+        http: WasiHttpCtx::new(),
+        http_hooks: OutboundHttp::new(fetch, metrics),
+        table: ResourceTable::new(),
+        sql,
+        identity,
+        limiter: MemoryLimiter::new(limits.memory_bytes),
+        metrics: EventMetrics::default(),
+        alarm_changed: false,
+        cpu_start: Duration::ZERO,
+        cpu_limit: limits.cpu_per_event,
+    };
+    let mut store = Store::new(class.pre().engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    // Checked every epoch tick while the guest runs: stop it once the event has used its
+    // CPU budget. Measured with the thread's CPU clock, so time spent waiting does not count.
+    store.epoch_deadline_callback(|ctx| {
+        let state = ctx.data();
+        let used = thread_cpu_time().saturating_sub(state.cpu_start);
+        if used > state.cpu_limit {
+            Err(wasmtime::Error::new(LimitHit::Cpu(state.cpu_limit)))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    store.data_mut().cpu_start = thread_cpu_time();
+    store
 }
 
 /// A one-line description of a trap or instantiation error, without the backtrace.

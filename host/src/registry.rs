@@ -211,11 +211,14 @@ impl ObjectRegistry {
                 .lock()
                 .map_err(|_| DispatchError::ShuttingDown)?;
             let actors = actors.as_mut().ok_or(DispatchError::ShuttingDown)?;
-            if !actors.contains_key(&id)
-                && actors.len() >= self.shared.config.max_live
-                && evict_least_recently_used(actors)
-            {
-                self.shared.metrics.record_eviction(Eviction::Capacity);
+            // Over the cap (busy objects cannot be evicted, so the map may have grown past
+            // it): evict idle objects, least recently used first, until a new one fits.
+            if !actors.contains_key(&id) {
+                while actors.len() >= self.shared.config.max_live
+                    && evict_least_recently_used(actors)
+                {
+                    self.shared.metrics.record_eviction(Eviction::Capacity);
+                }
             }
             let actor = actors
                 .entry(id)
