@@ -69,7 +69,9 @@ impl IngressError {
             IngressError::Dispatch(DispatchError::Overloaded(_) | DispatchError::ShuttingDown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            IngressError::Dispatch(DispatchError::Event(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngressError::Dispatch(DispatchError::Event(_) | DispatchError::Lost(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -83,6 +85,7 @@ impl IngressError {
             IngressError::HeadersTooLarge => "headers-too-large",
             IngressError::Dispatch(DispatchError::Overloaded(_)) => "overloaded",
             IngressError::Dispatch(DispatchError::ShuttingDown) => "shutting-down",
+            IngressError::Dispatch(DispatchError::Lost(_)) => "internal-error",
             IngressError::Dispatch(DispatchError::Event(e)) => match e {
                 EventError::Guest(_) => "object-error",
                 EventError::Trap(_) => "object-trapped",

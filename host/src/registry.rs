@@ -53,12 +53,16 @@ pub enum DispatchError {
     Overloaded(ObjectId),
     #[error("the host is shutting down")]
     ShuttingDown,
+    #[error("object {0} stopped before answering (an internal error; see the host log)")]
+    Lost(ObjectId),
     #[error(transparent)]
     Event(#[from] EventError),
 }
 
 /// Most events whose responses wait for one group-commit sync.
 const MAX_GROUP_COMMIT: usize = 256;
+/// Most queued events run in one hand-off to a blocking thread.
+const MAX_BATCH: usize = 64;
 
 type Reply_ = oneshot::Sender<Result<Reply, EventError>>;
 type Outcome = Result<Reply, EventError>;
@@ -233,7 +237,7 @@ impl ObjectRegistry {
         }
         match outcome.await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(DispatchError::ShuttingDown),
+            Err(_) => Err(DispatchError::Lost(id)),
         }
     }
 }
@@ -352,43 +356,52 @@ impl Actor {
                     }
                 }
             };
-            busy.store(true, Ordering::Release);
-            queued.fetch_sub(1, Ordering::AcqRel);
-            if envelope.name.is_some() && self.name.is_none() {
-                self.name = envelope.name;
+            // Take what else is already queued too: one hand-off to a blocking thread runs the
+            // whole batch, in order (thread switches dominate the cost of a small event).
+            let mut batch = vec![envelope];
+            while batch.len() < MAX_BATCH {
+                match inbox.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-            let event = envelope.event;
+            busy.store(true, Ordering::Release);
+            queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            let mut pending = std::mem::take(&mut held);
             let joined = tokio::task::spawn_blocking(move || {
-                let outcome = self.handle(event);
-                let unsynced = self.needs_sync();
-                (self, outcome, unsynced)
+                for envelope in batch {
+                    if envelope.name.is_some() && self.name.is_none() {
+                        self.name = envelope.name;
+                    }
+                    let outcome = self.handle(envelope.event);
+                    // Group commit: after an unsynced write, responses wait for the sync.
+                    if self.needs_sync() || !pending.is_empty() {
+                        pending.push((envelope.reply, outcome));
+                    } else {
+                        let _ = envelope.reply.send(outcome);
+                    }
+                }
+                (self, pending)
             })
             .await;
             match joined {
-                Ok((actor, outcome, unsynced)) => {
+                Ok((actor, pending)) => {
                     self = actor;
+                    held = pending;
                     last_used.store(
                         shared.tick.fetch_add(1, Ordering::Relaxed),
                         Ordering::Relaxed,
                     );
-                    if unsynced || !held.is_empty() {
-                        held.push((envelope.reply, outcome));
-                    } else {
-                        let _ = envelope.reply.send(outcome);
+                    if held.is_empty() {
                         busy.store(false, Ordering::Release);
                     }
                 }
                 Err(panic) => {
-                    // A bug in the host, not the guest. The actor's state is gone with the
-                    // panicking thread (its transaction was never committed, and held commits
-                    // were never made durable); retire so the next event starts a fresh actor.
+                    // A bug in the host, not the guest. The actor's state, the batch and the
+                    // held responses went down with the thread (nothing of theirs was made
+                    // durable; their callers see the actor gone). Retire so the next event
+                    // starts a fresh actor.
                     tracing::error!(object = %id, "event thread panicked: {panic}");
-                    let internal =
-                        || EventError::Activation("internal error in the host; see its log".into());
-                    let _ = envelope.reply.send(Err(internal()));
-                    for (reply, _) in held.drain(..) {
-                        let _ = reply.send(Err(internal()));
-                    }
                     if let Ok(mut actors) = shared.actors.lock()
                         && let Some(actors) = actors.as_mut()
                     {
