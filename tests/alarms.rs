@@ -3,31 +3,15 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::{Client, Host, guest};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn run(client: &mut Client, object: &str, steps: Json) -> Vec<Json> {
-    let response = client.post_json(&format!("/{object}/run"), &json!({ "steps": steps }));
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["results"].as_array().unwrap().clone()
-}
+use support::{Client, Host, exec, guest, now_ms};
 
 /// The (scheduled_at, retry_count) rows the object's alarm handler recorded.
 fn alarm_runs(client: &mut Client, object: &str) -> Vec<(i64, i64)> {
-    let results = run(
-        client,
-        object,
-        json!([{ "op": "exec", "query": "SELECT scheduled_at, retry_count FROM conformance_alarms" }]),
-    );
+    let query = "SELECT scheduled_at, retry_count FROM conformance_alarms";
+    let results = client.run(object, vec![exec(query)]).results();
     let Some(rows) = results[0]["ok"]["rows"].as_array() else {
         return Vec::new(); // the table does not exist yet: no run committed
     };
@@ -68,12 +52,12 @@ fn fires_on_time_on_live_and_evicted_objects() {
     );
     let mut client = host.client();
     let at = now_ms() + 1500;
-    run(&mut client, "live", json!([{ "op": "alarmSet", "at": at }]));
-    run(
-        &mut client,
-        "evicted",
-        json!([{ "op": "alarmSet", "at": at }]),
-    );
+    client
+        .run("live", json!([{ "op": "alarmSet", "at": at }]))
+        .results();
+    client
+        .run("evicted", json!([{ "op": "alarmSet", "at": at }]))
+        .results();
     // Keep `live` busy so it stays live; `evicted` idles past the 200 ms timeout.
     let keep_alive = {
         let addr = host.addr;
@@ -92,7 +76,7 @@ fn fires_on_time_on_live_and_evicted_objects() {
         let fired_at = now_ms();
         assert!(fired_at >= at, "{object} fired {} ms early", at - fired_at);
         assert_eq!(alarm_runs(&mut client, object), vec![(at, 0)]);
-        let results = run(&mut client, object, json!([{ "op": "alarmGet" }]));
+        let results = client.run(object, json!([{ "op": "alarmGet" }])).results();
         assert_eq!(
             results[0]["ok"],
             Json::Null,
@@ -112,11 +96,9 @@ fn fires_after_sigkill_and_restart() {
     let component = guest("conformance");
     let host = Host::start(&component, data.path(), &[]);
     let at = now_ms() + 1000;
-    run(
-        &mut host.client(),
-        "k",
-        json!([{ "op": "alarmSet", "at": at }]),
-    );
+    host.client()
+        .run("k", json!([{ "op": "alarmSet", "at": at }]))
+        .results();
     host.kill();
     // Stay down past the alarm time: it must fire promptly once the host is back.
     std::thread::sleep(Duration::from_millis(1500));
@@ -135,14 +117,10 @@ fn failing_handlers_are_retried_with_growing_delays() {
     );
     let mut client = host.client();
     let start = Instant::now();
-    run(
-        &mut client,
-        "r",
-        json!([
+    client.run("r", json!([
             { "op": "exec", "query": "CREATE TABLE conformance_alarm_plan (fail_times INTEGER); INSERT INTO conformance_alarm_plan VALUES (3)" },
             { "op": "alarmSet", "at": now_ms() },
-        ]),
-    );
+        ])).results();
     let done = wait_for_runs(&host, "r", 1, Duration::from_secs(20));
     // Three failures, then success on retry 3; failed attempts left no rows.
     assert_eq!(alarm_runs(&mut client, "r").len(), 1);
@@ -175,7 +153,9 @@ fn a_thousand_simultaneous_alarms_fire_exactly_once() {
             scope.spawn(move || {
                 let mut client = Client::connect(addr);
                 for object in chunk {
-                    run(&mut client, object, json!([{ "op": "alarmSet", "at": at }]));
+                    client
+                        .run(object, json!([{ "op": "alarmSet", "at": at }]))
+                        .results();
                 }
             });
         }

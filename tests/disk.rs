@@ -7,8 +7,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::{Value as Json, json};
-use support::{Host, guest};
+use serde_json::json;
+use support::{Host, count_rows, guest};
 
 /// A tmpfs mounted for the test's lifetime.
 struct SmallDisk(PathBuf);
@@ -31,23 +31,6 @@ impl Drop for SmallDisk {
     }
 }
 
-fn run(host: &Host, object: &str, steps: Json) -> support::Response {
-    host.client()
-        .post_json(&format!("/{object}/run"), &json!({ "steps": steps }))
-}
-
-fn count(host: &Host) -> String {
-    let r = run(
-        host,
-        "d",
-        json!([{ "op": "exec", "query": "SELECT count(*) FROM t" }]),
-    );
-    r.json()["results"][0]["ok"]["rows"][0][0]["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn a_full_disk_fails_the_event_cleanly_and_the_object_recovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,8 +40,7 @@ fn a_full_disk_fails_the_event_cleanly_and_the_object_recovers() {
     };
     let data = disk.0.join("data");
     let host = Host::start(&guest("conformance"), &data, &[]);
-    let ok = run(
-        &host,
+    let ok = host.client().run(
         "d",
         json!([
             { "op": "exec", "query": "CREATE TABLE t (b BLOB)" },
@@ -74,8 +56,7 @@ fn a_full_disk_fails_the_event_cleanly_and_the_object_recovers() {
     while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
     drop(file);
 
-    let full = run(
-        &host,
+    let full = host.client().run(
         "d",
         json!([{ "op": "exec", "query": "INSERT INTO t VALUES (zeroblob(500000))" }]),
     );
@@ -98,12 +79,15 @@ fn a_full_disk_fails_the_event_cleanly_and_the_object_recovers() {
         ),
         other => panic!("unexpected {other}: {}", full.text()),
     }
-    assert_eq!(count(&host), "1", "the failed event left nothing behind");
+    assert_eq!(
+        count_rows(&host, "d", "t"),
+        1,
+        "the failed event left nothing behind"
+    );
 
     // Space returns: the object works again.
     std::fs::remove_file(&filler).unwrap();
-    let again = run(
-        &host,
+    let again = host.client().run(
         "d",
         json!([{ "op": "exec", "query": "INSERT INTO t VALUES (zeroblob(500000))" }]),
     );
@@ -113,6 +97,6 @@ fn a_full_disk_fails_the_event_cleanly_and_the_object_recovers() {
         "{}",
         again.text()
     );
-    assert_eq!(count(&host), "2");
+    assert_eq!(count_rows(&host, "d", "t"), 2);
     host.stop();
 }

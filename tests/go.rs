@@ -8,54 +8,14 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value as Json, json};
-use support::Host;
-use tempfile::TempDir;
+use support::{Host, Served, exec, serve};
 
 const GAME_ROOM: &str = "guest-examples/go/game-room";
 const COUNTER: &str = "guest-examples/go/counter";
 const CONFORMANCE: &str = "tests/conformance/objects/go";
-
-/// A host serving the Go guest in `dir` from a fresh data directory (dropped with it).
-struct Served {
-    host: Host,
-    component: PathBuf,
-    data: TempDir,
-}
-
-/// Builds the guest in `dir` and serves it from a fresh data directory. The test hosts share
-/// one compiled-component cache, so each Go component (~5 MB) is compiled once per run.
-fn serve(dir: &str) -> Served {
-    let component = support::build_guest(dir);
-    let data = tempfile::tempdir().unwrap();
-    let host = Host::start(&component, data.path(), &[]);
-    Served {
-        host,
-        component,
-        data,
-    }
-}
-
-/// Runs conformance steps against object `name` and returns the response.
-fn run_steps(host: &Host, name: &str, steps: Json) -> support::Response {
-    host.client()
-        .post_json(&format!("/{name}/run"), &json!({ "steps": steps }))
-}
-
-fn results(response: support::Response) -> Vec<Json> {
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["results"]
-        .as_array()
-        .expect("results")
-        .clone()
-}
-
-fn exec(query: &str) -> Json {
-    json!({ "op": "exec", "query": query })
-}
 
 #[test]
 fn game_room_counts_200_concurrent_joins_exactly() {
@@ -144,11 +104,9 @@ fn counter_increments_reads_and_resets() {
 fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
     let served = serve(CONFORMANCE);
     let host = &served.host;
-    results(run_steps(
-        host,
-        "t",
-        json!([exec("CREATE TABLE items (x INTEGER)")]),
-    ));
+    host.client()
+        .run("t", json!([exec("CREATE TABLE items (x INTEGER)")]))
+        .results();
     let cases = [
         // A returned error is the WIT err: the host answers 500 with its text.
         (
@@ -159,8 +117,7 @@ fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
         (json!({ "op": "trap" }), "object-trapped"),
     ];
     for (failing, kind) in cases {
-        let response = run_steps(
-            host,
+        let response = host.client().run(
             "t",
             json!([
                 exec("INSERT INTO items VALUES (1)"),
@@ -170,11 +127,13 @@ fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
         );
         assert_eq!(response.status, 500, "{failing}: {}", response.text());
         assert_eq!(response.header("x-dohost-error"), Some(kind), "{failing}");
-        let after = results(run_steps(
-            host,
-            "t",
-            json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
-        ));
+        let after = host
+            .client()
+            .run(
+                "t",
+                json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
+            )
+            .results();
         assert_eq!(
             after[0]["ok"]["rows"],
             json!([[{ "type": "integer", "value": "0" }]]),
@@ -186,7 +145,9 @@ fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
             "{failing} rolled back the alarm"
         );
     }
-    let response = run_steps(host, "t", json!([{ "op": "fail", "message": "no thanks" }]));
+    let response = host
+        .client()
+        .run("t", json!([{ "op": "fail", "message": "no thanks" }]));
     assert!(response.text().contains("no thanks"), "{}", response.text());
     // The panic and its goroutine trace went to the host's log.
     let log = host.log();
@@ -194,14 +155,16 @@ fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
         log.contains("panic: conformance object: trap requested"),
         "{log}"
     );
-    let last = results(run_steps(
-        host,
-        "t",
-        json!([
-            exec("INSERT INTO items VALUES (2)"),
-            exec("SELECT x FROM items")
-        ]),
-    ));
+    let last = host
+        .client()
+        .run(
+            "t",
+            json!([
+                exec("INSERT INTO items VALUES (2)"),
+                exec("SELECT x FROM items")
+            ]),
+        )
+        .results();
     assert_eq!(
         last[1]["ok"]["rows"],
         json!([[{ "type": "integer", "value": "2" }]])

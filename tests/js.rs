@@ -9,10 +9,10 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::{Host, build_guest, workspace_root};
+use support::{Host, build_guest, now_ms, workspace_root};
 
 /// A fresh data directory.
 fn data_dir() -> tempfile::TempDir {
@@ -23,13 +23,6 @@ fn data_dir() -> tempfile::TempDir {
 /// hosts share one compiled-component cache, so each JS component (~12 MB) compiles once.
 fn start(dir: &str, data: &Path) -> Host {
     Host::start(&build_guest(dir), data, &[])
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// GET `path` and return the JSON body, asserting 200.

@@ -5,30 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value as Json, json};
-use support::{Client, Host, guest};
-
-fn exec(query: &str) -> Json {
-    json!({ "op": "exec", "query": query })
-}
-
-fn run(client: &mut Client, object: &str, steps: Json) -> support::Response {
-    client.post_json(&format!("/{object}/run"), &json!({ "steps": steps }))
-}
-
-fn ok_results(client: &mut Client, object: &str, steps: Json) -> Vec<Json> {
-    let response = run(client, object, steps);
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["results"].as_array().unwrap().clone()
-}
-
-fn count(client: &mut Client, object: &str) -> String {
-    let results = ok_results(client, object, json!([exec("SELECT count(*) FROM t")]));
-    results[0]["ok"]["rows"][0][0]["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
+use serde_json::json;
+use support::{Client, Host, count_rows, exec, guest};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -57,15 +35,17 @@ fn memory_limit_fails_the_event_and_nothing_else() {
         &["--memory-limit", "64MiB"],
     );
     let mut client = host.client();
-    ok_results(
-        &mut client,
-        "m",
-        json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
-    );
-    ok_results(&mut client, "other", json!([exec("CREATE TABLE t (v)")]));
+    client
+        .run(
+            "m",
+            json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
+        )
+        .results();
+    client
+        .run("other", json!([exec("CREATE TABLE t (v)")]))
+        .results();
 
-    let response = run(
-        &mut client,
+    let response = client.run(
         "m",
         json!([exec("INSERT INTO t VALUES (2)"), { "op": "alloc", "bytes": 100_000_000 }]),
     );
@@ -83,17 +63,19 @@ fn memory_limit_fails_the_event_and_nothing_else() {
     );
 
     assert_eq!(
-        count(&mut client, "m"),
-        "1",
+        count_rows(&host, "m", "t"),
+        1,
         "committed data intact, the event's insert rolled back"
     );
-    assert_eq!(count(&mut client, "other"), "0", "other objects unaffected");
-    // The next request gets a fresh instance, which can allocate again.
-    ok_results(
-        &mut client,
-        "m",
-        json!([{ "op": "alloc", "bytes": 10_000_000 }]),
+    assert_eq!(
+        count_rows(&host, "other", "t"),
+        0,
+        "other objects unaffected"
     );
+    // The next request gets a fresh instance, which can allocate again.
+    client
+        .run("m", json!([{ "op": "alloc", "bytes": 10_000_000 }]))
+        .results();
 }
 
 #[test]
@@ -105,29 +87,31 @@ fn database_size_limit_gives_database_full_and_rolls_back_the_event() {
         &["--max-db-size", "256KiB"],
     );
     let mut client = host.client();
-    ok_results(
-        &mut client,
-        "d",
-        json!([
-            exec("CREATE TABLE t (v)"),
-            exec("INSERT INTO t VALUES (zeroblob(1000))")
-        ]),
-    );
-    let results = ok_results(
-        &mut client,
-        "d",
-        json!([
-            exec("INSERT INTO t VALUES (zeroblob(1000))"),
-            exec("INSERT INTO t VALUES (zeroblob(400000))")
-        ]),
-    );
+    client
+        .run(
+            "d",
+            json!([
+                exec("CREATE TABLE t (v)"),
+                exec("INSERT INTO t VALUES (zeroblob(1000))")
+            ]),
+        )
+        .results();
+    let results = client
+        .run(
+            "d",
+            json!([
+                exec("INSERT INTO t VALUES (zeroblob(1000))"),
+                exec("INSERT INTO t VALUES (zeroblob(400000))")
+            ]),
+        )
+        .results();
     assert_eq!(results[1]["err"]["kind"], "database-full", "{results:?}");
     assert_eq!(
-        count(&mut client, "d"),
-        "1",
+        count_rows(&host, "d", "t"),
+        1,
         "the whole event rolled back, earlier data intact"
     );
-    let size = ok_results(&mut client, "d", json!([{ "op": "databaseSize" }]));
+    let size = client.run("d", json!([{ "op": "databaseSize" }])).results();
     assert!(size[0]["ok"].as_u64().unwrap() <= 256 * 1024);
 }
 
@@ -135,26 +119,20 @@ fn database_size_limit_gives_database_full_and_rolls_back_the_event() {
 fn cpu_limit_stops_a_spinning_guest_while_others_keep_answering() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("conformance"), data.path(), &["--cpu-limit", "1s"]);
-    ok_results(
-        &mut host.client(),
-        "calm",
-        json!([exec("CREATE TABLE t (v)")]),
-    );
+    host.client()
+        .run("calm", json!([exec("CREATE TABLE t (v)")]))
+        .results();
     let addr = host.addr;
     let spinner = std::thread::spawn(move || {
         let started = Instant::now();
-        let response = run(
-            &mut Client::connect(addr),
-            "spin",
-            json!([{ "op": "spin", "ms": 0 }]),
-        );
+        let response = Client::connect(addr).run("spin", json!([{ "op": "spin", "ms": 0 }]));
         (response, started.elapsed())
     });
     // While "spin" burns its CPU budget, "calm" answers every request.
     std::thread::sleep(Duration::from_millis(100));
     let mut client = host.client();
     for _ in 0..10 {
-        assert_eq!(count(&mut client, "calm"), "0");
+        assert_eq!(count_rows(&host, "calm", "t"), 0);
         std::thread::sleep(Duration::from_millis(50));
     }
     let (response, elapsed) = spinner.join().unwrap();
@@ -173,7 +151,9 @@ fn cpu_limit_stops_a_spinning_guest_while_others_keep_answering() {
         elapsed < Duration::from_secs(10),
         "stopped late: {elapsed:?}"
     );
-    ok_results(&mut client, "spin", json!([{ "op": "spin", "ms": 10 }]));
+    client
+        .run("spin", json!([{ "op": "spin", "ms": 10 }]))
+        .results();
 }
 
 #[test]
@@ -188,7 +168,7 @@ fn runaway_sql_is_stopped_by_the_cpu_limit() {
     let bomb =
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
     let started = Instant::now();
-    let results = ok_results(&mut client, "q", json!([exec(bomb)]));
+    let results = client.run("q", json!([exec(bomb)])).results();
     assert_eq!(results[0]["err"]["kind"], "other", "{results:?}");
     assert!(
         results[0]["err"]["message"]
@@ -204,18 +184,12 @@ fn stack_overflow_traps_cleanly() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("conformance"), data.path(), &[]);
     let mut client = host.client();
-    let response = run(
-        &mut client,
-        "s",
-        json!([{ "op": "recurse", "depth": 100_000_000u64 }]),
-    );
+    let response = client.run("s", json!([{ "op": "recurse", "depth": 100_000_000u64 }]));
     assert_eq!(response.status, 500);
     assert_eq!(response.header("x-dohost-error"), Some("object-trapped"));
-    ok_results(
-        &mut client,
-        "s",
-        json!([{ "op": "recurse", "depth": 1000 }]),
-    );
+    client
+        .run("s", json!([{ "op": "recurse", "depth": 1000 }]))
+        .results();
 }
 
 #[test]
@@ -248,11 +222,12 @@ fn idle_objects_hibernate_and_wake_with_their_data() {
         ],
     );
     let mut client = host.client();
-    ok_results(
-        &mut client,
-        "sleepy",
-        json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
-    );
+    client
+        .run(
+            "sleepy",
+            json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
+        )
+        .results();
     assert_eq!(metric(admin, "dohost_live_objects"), 1.0);
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
@@ -266,7 +241,11 @@ fn idle_objects_hibernate_and_wake_with_their_data() {
             "dohost_evictions_total{class=\"conformance\",reason=\"idle\"}"
         ) >= 1.0
     );
-    assert_eq!(count(&mut client, "sleepy"), "1", "woken from its database");
+    assert_eq!(
+        count_rows(&host, "sleepy", "t"),
+        1,
+        "woken from its database"
+    );
     assert_eq!(
         metric(admin, "dohost_activations_total"),
         2.0,
@@ -292,11 +271,12 @@ fn the_live_object_cap_evicts_the_least_recently_used() {
     );
     let mut client = host.client();
     for i in 0..10 {
-        ok_results(
-            &mut client,
-            &format!("o{i}"),
-            json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
-        );
+        client
+            .run(
+                &format!("o{i}"),
+                json!([exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")]),
+            )
+            .results();
     }
     assert!(metric(admin, "dohost_live_objects") <= 4.0);
     assert!(
@@ -306,7 +286,7 @@ fn the_live_object_cap_evicts_the_least_recently_used() {
         ) >= 6.0
     );
     for i in 0..10 {
-        assert_eq!(count(&mut client, &format!("o{i}")), "1");
+        assert_eq!(count_rows(&host, &format!("o{i}"), "t"), 1);
     }
 }
 

@@ -6,78 +6,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Instant;
-
 use serde_json::{Value as Json, json};
-use support::Host;
-use tempfile::TempDir;
+use support::{Host, Served, exec, serve};
 
 const GAME_ROOM: &str = "guest-examples/python/game-room";
 const COUNTER: &str = "guest-examples/python/counter";
 const CONFORMANCE: &str = "tests/conformance/objects/python";
-
-/// A host serving the Python guest in `dir` on a fresh data directory (dropped with it).
-struct Served {
-    host: Host,
-    component: PathBuf,
-    data: TempDir,
-}
-
-/// Builds the guest in `dir` and serves it from a fresh data directory.
-///
-/// A componentize-py component is ~19 MB and cranelift needs tens of seconds to compile it.
-/// Test hosts share one compiled-component cache, so the first start of each component is
-/// made alone: tests starting at the same time then load it from the cache instead of all
-/// compiling it at once on a shared machine.
-fn serve(dir: &str) -> Served {
-    static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-    let component = support::build_guest(dir);
-    let data = tempfile::tempdir().unwrap();
-    let host = {
-        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
-        if started.contains(&component) {
-            drop(started);
-            Host::start(&component, data.path(), &[])
-        } else {
-            let clock = Instant::now();
-            let host = Host::start(&component, data.path(), &[]);
-            if host.log().contains("compiled component") {
-                eprintln!(
-                    "compiled {} in {:.1} s",
-                    component.display(),
-                    clock.elapsed().as_secs_f64()
-                );
-            }
-            started.push(component.clone());
-            host
-        }
-    };
-    Served {
-        host,
-        component,
-        data,
-    }
-}
-
-/// Runs conformance steps against object `name` and returns the response.
-fn run_steps(host: &Host, name: &str, steps: Json) -> support::Response {
-    host.client()
-        .post_json(&format!("/{name}/run"), &json!({ "steps": steps }))
-}
-
-fn results(response: support::Response) -> Vec<Json> {
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["results"]
-        .as_array()
-        .expect("results")
-        .clone()
-}
-
-fn exec(query: &str) -> Json {
-    json!({ "op": "exec", "query": query })
-}
 
 #[test]
 fn game_room_counts_200_concurrent_joins_exactly() {
@@ -166,11 +100,9 @@ fn counter_increments_reads_and_resets() {
 fn a_python_exception_rolls_back_the_event_and_the_next_request_works() {
     let served = serve(CONFORMANCE);
     let host = &served.host;
-    results(run_steps(
-        host,
-        "t",
-        json!([exec("CREATE TABLE items (x INTEGER)")]),
-    ));
+    host.client()
+        .run("t", json!([exec("CREATE TABLE items (x INTEGER)")]))
+        .results();
     let too_big = json!({ "op": "exec", "query": "SELECT ?",
                           "params": [{ "type": "integer", "value": "9223372036854775808" }] });
     let cases = [
@@ -186,8 +118,7 @@ fn a_python_exception_rolls_back_the_event_and_the_next_request_works() {
         (json!({ "op": "trap" }), "object-trapped", "trap"),
     ];
     for (failing, kind, message) in cases {
-        let response = run_steps(
-            host,
+        let response = host.client().run(
             "t",
             json!([
                 exec("INSERT INTO items VALUES (1)"),
@@ -198,11 +129,13 @@ fn a_python_exception_rolls_back_the_event_and_the_next_request_works() {
         assert_eq!(response.status, 500, "{failing}: {}", response.text());
         assert_eq!(response.header("x-dohost-error"), Some(kind), "{failing}");
         assert!(response.text().contains(message), "{}", response.text());
-        let after = results(run_steps(
-            host,
-            "t",
-            json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
-        ));
+        let after = host
+            .client()
+            .run(
+                "t",
+                json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
+            )
+            .results();
         assert_eq!(
             after[0]["ok"]["rows"],
             json!([[{ "type": "integer", "value": "0" }]]),
@@ -220,14 +153,16 @@ fn a_python_exception_rolls_back_the_event_and_the_next_request_works() {
         log.contains("Traceback") && log.contains("OverflowError"),
         "{log}"
     );
-    let last = results(run_steps(
-        host,
-        "t",
-        json!([
-            exec("INSERT INTO items VALUES (2)"),
-            exec("SELECT x FROM items")
-        ]),
-    ));
+    let last = host
+        .client()
+        .run(
+            "t",
+            json!([
+                exec("INSERT INTO items VALUES (2)"),
+                exec("SELECT x FROM items")
+            ]),
+        )
+        .results();
     assert_eq!(
         last[1]["ok"]["rows"],
         json!([[{ "type": "integer", "value": "2" }]])

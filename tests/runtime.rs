@@ -6,36 +6,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value as Json, json};
-use support::{Client, Host, guest, object_databases};
-
-fn exec(query: &str) -> Json {
-    json!({ "op": "exec", "query": query })
-}
-
-/// Runs conformance steps against object `name` and returns the per-step results.
-fn run_steps(host: &Host, name: &str, steps: Vec<Json>) -> Vec<Json> {
-    let response = host
-        .client()
-        .post_json(&format!("/{name}/run"), &json!({ "steps": steps }));
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["results"]
-        .as_array()
-        .expect("results")
-        .clone()
-}
-
-fn count_rows(host: &Host, name: &str, table: &str) -> i64 {
-    let results = run_steps(
-        host,
-        name,
-        vec![exec(&format!("SELECT count(*) FROM {table}"))],
-    );
-    results[0]["ok"]["rows"][0][0]["value"]
-        .as_str()
-        .expect("count")
-        .parse()
-        .unwrap()
-}
+use support::{Client, Host, count_rows, exec, guest, object_databases};
 
 #[test]
 fn concurrent_joins_to_one_room_are_all_counted() {
@@ -71,7 +42,9 @@ fn data_survives_a_restart() {
 fn a_trap_after_writing_leaves_no_partial_rows() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("conformance"), data.path(), &[]);
-    run_steps(&host, "t", vec![exec("CREATE TABLE items (x INTEGER)")]);
+    host.client()
+        .run("t", vec![exec("CREATE TABLE items (x INTEGER)")])
+        .results();
 
     for then in ["trap", "fail"] {
         let steps = json!({ "steps": [
@@ -92,11 +65,16 @@ fn a_trap_after_writing_leaves_no_partial_rows() {
             0,
             "{then} rolled back the insert"
         );
-        let alarm = run_steps(&host, "t", vec![json!({ "op": "alarmGet" })]);
+        let alarm = host
+            .client()
+            .run("t", vec![json!({ "op": "alarmGet" })])
+            .results();
         assert_eq!(alarm[0]["ok"], Json::Null, "{then} rolled back the alarm");
     }
     // The next request gets a fresh instance and works.
-    run_steps(&host, "t", vec![exec("INSERT INTO items VALUES (2)")]);
+    host.client()
+        .run("t", vec![exec("INSERT INTO items VALUES (2)")])
+        .results();
     assert_eq!(count_rows(&host, "t", "items"), 1);
 }
 
@@ -106,16 +84,18 @@ fn names_map_to_separate_databases() {
     let host = Host::start(&guest("conformance"), data.path(), &[]);
     let mut ids = Vec::new();
     for name in ["alpha", "beta", "alpha"] {
-        let results = run_steps(
-            &host,
-            name,
-            vec![
-                exec("CREATE TABLE IF NOT EXISTS marks (who TEXT)"),
-                json!({ "op": "exec", "query": "INSERT INTO marks VALUES (?)",
+        let results = host
+            .client()
+            .run(
+                name,
+                vec![
+                    exec("CREATE TABLE IF NOT EXISTS marks (who TEXT)"),
+                    json!({ "op": "exec", "query": "INSERT INTO marks VALUES (?)",
                         "params": [{ "type": "text", "value": name }] }),
-                json!({ "op": "identity" }),
-            ],
-        );
+                    json!({ "op": "identity" }),
+                ],
+            )
+            .results();
         let identity = &results[2]["ok"];
         assert_eq!(identity["name"], name);
         ids.push(identity["id"].as_str().unwrap().to_string());
@@ -166,11 +146,12 @@ fn names_map_to_separate_databases() {
 fn hostile_sql_gets_access_denied_and_changes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("conformance"), data.path(), &[]);
-    run_steps(
-        &host,
-        "h",
-        vec![exec("CREATE TABLE t (x)"), exec("INSERT INTO t VALUES (1)")],
-    );
+    host.client()
+        .run(
+            "h",
+            vec![exec("CREATE TABLE t (x)"), exec("INSERT INTO t VALUES (1)")],
+        )
+        .results();
     let before = support::files_under(data.path());
     let outside = data.path().join("stolen.db");
     let statements = [
@@ -185,7 +166,7 @@ fn hostile_sql_gets_access_denied_and_changes_nothing() {
         "BEGIN IMMEDIATE".to_string(),
     ];
     for sql in &statements {
-        let results = run_steps(&host, "h", vec![exec(sql)]);
+        let results = host.client().run("h", vec![exec(sql)]).results();
         assert_eq!(
             results[0]["err"]["kind"], "access-denied",
             "{sql}: {}",
@@ -199,7 +180,10 @@ fn hostile_sql_gets_access_denied_and_changes_nothing() {
         "no file was created"
     );
     assert_eq!(count_rows(&host, "h", "t"), 1);
-    let alarm = run_steps(&host, "h", vec![json!({ "op": "alarmGet" })]);
+    let alarm = host
+        .client()
+        .run("h", vec![json!({ "op": "alarmGet" })])
+        .results();
     assert_eq!(alarm[0]["ok"], Json::Null);
 }
 
@@ -349,7 +333,9 @@ fn malformed_components_fail_at_start_with_a_clear_message() {
 fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("conformance"), data.path(), &[]);
-    run_steps(&host, "g", vec![exec("CREATE TABLE t (v)")]);
+    host.client()
+        .run("g", vec![exec("CREATE TABLE t (v)")])
+        .results();
     let addr = host.addr;
     // An event that is still running when SIGTERM arrives.
     let in_flight = std::thread::spawn(move || {

@@ -201,6 +201,12 @@ impl Response {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The per-step results of a `/run` response, which must have succeeded.
+    pub fn results(&self) -> Vec<serde_json::Value> {
+        assert_eq!(self.status, 200, "{}", self.text());
+        self.json()["results"].as_array().expect("results").clone()
+    }
 }
 
 /// A keep-alive HTTP/1.1 connection.
@@ -263,6 +269,16 @@ impl Client {
         stream.write_all(head.as_bytes())?;
         stream.write_all(body.as_bytes())?;
         try_read_response(&mut self.stream)
+    }
+
+    /// `POST /<object>/run` with `{"steps": steps}`: the conformance protocol
+    /// (tests/conformance/SPEC.md).
+    pub fn run(&mut self, object: &str, steps: impl Into<serde_json::Value>) -> Response {
+        let steps: serde_json::Value = steps.into();
+        self.post_json(
+            &format!("/{object}/run"),
+            &serde_json::json!({ "steps": steps }),
+        )
     }
 
     pub fn get(&mut self, path: &str) -> Response {
@@ -425,4 +441,62 @@ pub fn check_game_room_concurrent_joins(host: &Host) {
     assert_eq!(response.text(), r#"{"players":200}"#);
     assert_eq!(host.client().get("/other/count").text(), r#"{"players":0}"#);
     assert_eq!(host.client().get("/lobby/nowhere").status, 404);
+}
+
+/// An `exec` step of the conformance protocol.
+pub fn exec(query: &str) -> serde_json::Value {
+    serde_json::json!({ "op": "exec", "query": query })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64
+}
+
+/// A host serving a guest from a fresh data directory (removed when this is dropped).
+pub struct Served {
+    pub host: Host,
+    pub component: PathBuf,
+    pub data: tempfile::TempDir,
+}
+
+/// Builds the guest in `dir` (any language) and serves it from a fresh data directory.
+///
+/// Test hosts share one compiled-component cache. The first start of each component is made
+/// alone, so that tests starting at the same time load it from the cache instead of all
+/// compiling a 5-19 MB component at once on a shared machine.
+pub fn serve(dir: &str) -> Served {
+    static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let component = build_guest(dir);
+    let data = tempfile::tempdir().expect("create a data directory");
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    let host = if started.contains(&component) {
+        drop(started);
+        Host::start(&component, data.path(), &[])
+    } else {
+        let host = Host::start(&component, data.path(), &[]);
+        started.push(component.clone());
+        host
+    };
+    Served {
+        host,
+        component,
+        data,
+    }
+}
+
+/// `SELECT count(*) FROM <table>` in object `object`.
+pub fn count_rows(host: &Host, object: &str, table: &str) -> i64 {
+    let results = host
+        .client()
+        .run(object, vec![exec(&format!("SELECT count(*) FROM {table}"))])
+        .results();
+    results[0]["ok"]["rows"][0][0]["value"]
+        .as_str()
+        .expect("a count")
+        .parse()
+        .expect("an integer")
 }
