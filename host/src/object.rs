@@ -164,6 +164,15 @@ pub enum EventError {
     Storage(#[from] StorageError),
 }
 
+/// What every instance of a class gets from its host: the compiled class, the limits, the
+/// fetch policy and the metrics.
+pub struct HostParts<'a> {
+    pub class: &'a Class,
+    pub limits: &'a Limits,
+    pub fetch: &'a Arc<FetchPolicy>,
+    pub metrics: &'a Arc<Metrics>,
+}
+
 /// A live instance of an object.
 pub struct LiveObject {
     store: Store<ObjectState>,
@@ -171,28 +180,18 @@ pub struct LiveObject {
 }
 
 impl LiveObject {
-    /// Instantiates `class` for `identity` over its open database.
+    /// Instantiates the class of `host` for `identity` over its open database.
     pub fn activate(
         rt: &Handle,
-        class: &Class,
+        host: &HostParts<'_>,
         identity: Identity,
         sql: SqlStore,
-        limits: &Limits,
-        fetch: Arc<FetchPolicy>,
-        metrics: Arc<Metrics>,
     ) -> Result<Self, EventError> {
         let mut sql = sql;
         let deadline = Instant::now() + POOL_WAIT;
         loop {
-            let mut store = new_store(
-                class,
-                identity.clone(),
-                sql,
-                limits,
-                fetch.clone(),
-                metrics.clone(),
-            );
-            match rt.block_on(class.pre().instantiate_async(&mut store)) {
+            let mut store = new_store(host, identity.clone(), sql);
+            match rt.block_on(host.class.pre().instantiate_async(&mut store)) {
                 Ok(bindings) => return Ok(Self { store, bindings }),
                 // The pool is full for a moment: evicted instances are freed by their actors
                 // shortly after the eviction. Wait for a slot rather than fail the event.
@@ -357,14 +356,8 @@ fn pool_exhausted(err: &wasmtime::Error) -> bool {
 const POOL_WAIT: Duration = Duration::from_secs(2);
 
 /// A store for a new instance of `identity` over its database.
-fn new_store(
-    class: &Class,
-    identity: Identity,
-    sql: SqlStore,
-    limits: &Limits,
-    fetch: Arc<FetchPolicy>,
-    metrics: Arc<Metrics>,
-) -> Store<ObjectState> {
+fn new_store(host: &HostParts<'_>, identity: Identity, sql: SqlStore) -> Store<ObjectState> {
+    let limits = host.limits;
     // No filesystem, environment, arguments or sockets: the WASI defaults deny them.
     let tag: Arc<str> = identity.id.to_hex().into();
     let wasi = WasiCtx::builder()
@@ -374,7 +367,7 @@ fn new_store(
     let state = ObjectState {
         wasi,
         http: WasiHttpCtx::new(),
-        http_hooks: OutboundHttp::new(fetch, metrics),
+        http_hooks: OutboundHttp::new(host.fetch.clone(), host.metrics.clone()),
         table: ResourceTable::new(),
         sql,
         identity,
@@ -384,7 +377,7 @@ fn new_store(
         cpu_start: Duration::ZERO,
         cpu_limit: limits.cpu_per_event,
     };
-    let mut store = Store::new(class.pre().engine(), state);
+    let mut store = Store::new(host.class.pre().engine(), state);
     store.limiter(|s| &mut s.limiter);
     // Checked every epoch tick while the guest runs: stop it once the event has used its
     // CPU budget. Measured with the thread's CPU clock, so time spent waiting does not count.

@@ -25,7 +25,7 @@ use crate::id::{IdMinter, ObjectId};
 use crate::limits::LimitHit;
 use crate::limits::Limits;
 use crate::metrics::{ActivationTimings, Eviction, LimitKind, Metrics};
-use crate::object::{EventError, EventKind, Identity, LiveObject, Reply};
+use crate::object::{EventError, EventKind, HostParts, Identity, LiveObject, Reply};
 use crate::storage::{SqlStore, StorageConfig, StorageError, database_path};
 
 /// Metadata key under which an object's name is kept in its database.
@@ -615,15 +615,13 @@ impl Actor {
         };
         let open_database = started.elapsed();
         let started = Instant::now();
-        let live = LiveObject::activate(
-            rt,
-            &self.shared.class,
-            identity,
-            database,
-            &config.limits,
-            config.fetch.clone(),
-            self.shared.metrics.clone(),
-        )?;
+        let host = HostParts {
+            class: &self.shared.class,
+            limits: &config.limits,
+            fetch: &config.fetch,
+            metrics: &self.shared.metrics,
+        };
+        let live = LiveObject::activate(rt, &host, identity, database)?;
         let timings = ActivationTimings {
             open_database,
             instantiate: started.elapsed(),

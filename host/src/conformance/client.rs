@@ -56,16 +56,7 @@ async fn send_inner(addr: SocketAddr, request: &Request) -> anyhow::Result<Respo
     let req = builder.body(Full::new(Bytes::from(request.body.clone())))?;
     let response = sender.send_request(req).await?;
     let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::fetch::header_pairs(response.headers());
     let body = response.into_body().collect().await?.to_bytes().to_vec();
     Ok(Response {
         status,

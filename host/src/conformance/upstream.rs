@@ -69,16 +69,7 @@ async fn respond(req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<
         "/echo" => {
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
-            let headers: Vec<(String, String)> = req
-                .headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = crate::fetch::header_pairs(req.headers());
             let body = req
                 .into_body()
                 .collect()

@@ -113,16 +113,7 @@ impl OutboundHttp {
         let outcome = tokio::time::timeout(policy.timeout, async {
             let response = client::send(&policy, to_hyper(request)?).await?;
             let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = header_pairs(response.headers());
             let body = match Limited::new(response.into_body(), policy.max_response_bytes)
                 .collect()
                 .await
@@ -161,6 +152,20 @@ impl OutboundHttp {
             }
         }
     }
+}
+
+/// Response headers as the WIT `headers` list: names as received (lower-case), values as text
+/// (bytes that are not UTF-8 replaced).
+pub fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn to_hyper(request: Request) -> Result<hyper::Request<Full<Bytes>>, FetchFailure> {
