@@ -133,15 +133,12 @@ impl AlarmIndex {
     }
 
     /// Number of entries.
-    pub fn len(&self) -> Result<usize, StorageError> {
+    #[cfg(test)]
+    fn len(&self) -> Result<usize, StorageError> {
         let n: i64 = self
             .conn()
             .query_row("SELECT count(*) FROM alarms", [], |r| r.get(0))?;
         Ok(n as usize)
-    }
-
-    pub fn is_empty(&self) -> Result<bool, StorageError> {
-        Ok(self.len()? == 0)
     }
 }
 

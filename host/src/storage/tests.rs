@@ -181,3 +181,26 @@ fn runaway_queries_stop_at_the_deadline() {
         "{err:?}"
     );
 }
+
+#[test]
+fn commits_await_a_sync_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    // Creating the database committed the host's tables: the first sync makes them durable.
+    assert!(s.needs_sync());
+    s.sync().unwrap();
+    assert!(!s.needs_sync());
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    assert!(s.needs_sync(), "a committed write awaits the group sync");
+    s.sync().unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "SELECT * FROM t", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    assert!(!s.needs_sync(), "a read-only event needs no sync");
+    s.begin_event(None).unwrap();
+    exec(&mut s, "INSERT INTO t VALUES (1)", &[]).unwrap();
+    s.finish_event(false).unwrap();
+    assert!(!s.needs_sync(), "a rolled-back event needs no sync");
+}
