@@ -11,7 +11,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{Value as Json, json};
-use support::{Host, Served, exec, serve};
+use support::{exec, serve};
 
 const GAME_ROOM: &str = "guest-examples/go/game-room";
 const COUNTER: &str = "guest-examples/go/counter";
@@ -27,77 +27,25 @@ fn game_room_counts_200_concurrent_joins_exactly() {
 
 #[test]
 fn game_room_lists_renames_rejects_bad_joins_and_survives_a_restart() {
-    let served = serve(GAME_ROOM);
-    let mut client = served.host.client();
-    let response = client.post("/room-1/join", r#"{"playerId":"a","name":"Ann"}"#);
-    assert_eq!(response.status, 200);
-    assert_eq!(response.text(), r#"{"players":1}"#);
-    client.post("/room-1/join", r#"{"playerId":"b","name":"Bob <&>"}"#);
-    // Joining again with a new name renames: still two players.
-    let response = client.post("/room-1/join", r#"{"playerId":"a","name":"Anna"}"#);
-    assert_eq!(response.text(), r#"{"players":2}"#);
-    let response = client.get("/room-1/players");
+    let bad_joins = ["not json", "", "{}", r#"{"playerId":1,"name":"x"}"#, "[]"];
+    let served = support::check_game_room_renames_and_restarts(serve(GAME_ROOM), &bad_joins);
     assert_eq!(
-        response.text(),
+        served.host.client().get("/room-1/players").text(),
         r#"[{"id":"a","name":"Anna"},{"id":"b","name":"Bob <&>"}]"#,
         "compact JSON, no HTML escaping"
     );
-    for bad in ["not json", "", "{}", r#"{"playerId":1,"name":"x"}"#, "[]"] {
-        let response = client.post("/room-1/join", bad);
-        assert_eq!(response.status, 400, "{bad:?}: {}", response.text());
-    }
-    assert_eq!(client.send("DELETE", "/room-1/count", &[], b"").status, 404);
-
-    let Served {
-        host,
-        component,
-        data,
-    } = served;
-    assert_eq!(host.stop(), Some(0), "graceful stop exits 0");
-    let host = Host::start(&component, data.path(), &[]);
-    assert_eq!(
-        host.client().get("/room-1/count").text(),
-        r#"{"players":2}"#
-    );
-    assert!(host.log().contains("serving class game-room"));
 }
 
 #[test]
 fn counter_increments_reads_and_resets() {
-    let served = serve(COUNTER);
-    let mut c = served.host.client();
-    assert_eq!(c.get("/c/").text(), r#"{"value":0}"#);
-    assert_eq!(c.post("/c/increment", "").text(), r#"{"value":1}"#);
-    assert_eq!(
-        c.post("/c/increment", r#"{"by": 5}"#).json(),
-        json!({ "value": 6 })
-    );
-    assert_eq!(c.post("/c/increment", "{}").json(), json!({ "value": 7 }));
-    assert_eq!(
-        c.post("/c/increment", r#"{"by": -2}"#).json(),
-        json!({ "value": 5 })
-    );
-    assert_eq!(c.get("/c/value").json(), json!({ "value": 5 }));
-    assert_eq!(
-        c.get("/d/value").json(),
-        json!({ "value": 0 }),
-        "separate object"
-    );
-    for bad in [
+    let bad = [
         "nope",
         r#"{"by": "x"}"#,
         r#"{"by": 1.5}"#,
         r#"{"by": 99999999999999999999}"#,
         "[1]",
-    ] {
-        let response = c.post("/c/increment", bad);
-        assert_eq!(response.status, 400, "{bad}: {}", response.text());
-    }
-    assert_eq!(c.get("/c/value").json(), json!({ "value": 5 }));
-    assert_eq!(c.post("/c/reset", "").json(), json!({ "value": 0 }));
-    assert_eq!(c.get("/c/").json(), json!({ "value": 0 }));
-    assert_eq!(c.get("/c/increment").status, 404, "wrong method");
-    assert_eq!(c.get("/c/elsewhere").status, 404);
+    ];
+    support::check_counter(&serve(COUNTER).host, &bad);
 }
 
 #[test]

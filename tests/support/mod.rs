@@ -500,3 +500,89 @@ pub fn count_rows(host: &Host, object: &str, table: &str) -> i64 {
         .parse()
         .expect("an integer")
 }
+
+/// The counter contract every language's example honours: `GET /` and `/value`, increments
+/// with no body, `{}` and `{"by": n}`, 400 (and no change) for each of `bad_bodies`, reset,
+/// 404 for a wrong method or path, one object per name.
+pub fn check_counter(host: &Host, bad_bodies: &[&str]) {
+    let mut c = host.client();
+    assert_eq!(c.get("/c/").text(), r#"{"value":0}"#);
+    assert_eq!(c.post("/c/increment", "").text(), r#"{"value":1}"#);
+    assert_eq!(
+        c.post("/c/increment", r#"{"by": 5}"#).json(),
+        serde_json::json!({ "value": 6 })
+    );
+    assert_eq!(
+        c.post("/c/increment", "{}").json(),
+        serde_json::json!({ "value": 7 })
+    );
+    assert_eq!(
+        c.post("/c/increment", r#"{"by": -2}"#).json(),
+        serde_json::json!({ "value": 5 })
+    );
+    assert_eq!(c.get("/c/value").json(), serde_json::json!({ "value": 5 }));
+    assert_eq!(
+        c.get("/d/value").json(),
+        serde_json::json!({ "value": 0 }),
+        "separate object"
+    );
+    for bad in bad_bodies {
+        let response = c.post("/c/increment", bad);
+        assert_eq!(response.status, 400, "{bad}: {}", response.text());
+    }
+    assert_eq!(c.get("/c/value").json(), serde_json::json!({ "value": 5 }));
+    assert_eq!(
+        c.post("/c/reset", "").json(),
+        serde_json::json!({ "value": 0 })
+    );
+    assert_eq!(c.get("/c/").json(), serde_json::json!({ "value": 0 }));
+    assert_eq!(c.get("/c/increment").status, 404, "wrong method");
+    assert_eq!(c.get("/c/elsewhere").status, 404);
+}
+
+/// The game-room contract beyond concurrency: joining again renames, `/players` lists, each of
+/// `bad_joins` gets 400, a wrong method 404; after a graceful stop (exit 0) and a restart that
+/// loads the compiled component from the cache, the data is still there. Returns the
+/// restarted host on the same data directory.
+pub fn check_game_room_renames_and_restarts(served: Served, bad_joins: &[&str]) -> Served {
+    let mut client = served.host.client();
+    let response = client.post("/room-1/join", r#"{"playerId":"a","name":"Ann"}"#);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), r#"{"players":1}"#);
+    client.post("/room-1/join", r#"{"playerId":"b","name":"Bob <&>"}"#);
+    // Joining again with a new name renames: still two players.
+    let response = client.post("/room-1/join", r#"{"playerId":"a","name":"Anna"}"#);
+    assert_eq!(response.text(), r#"{"players":2}"#);
+    assert_eq!(
+        client.get("/room-1/players").json(),
+        serde_json::json!([{ "id": "a", "name": "Anna" }, { "id": "b", "name": "Bob <&>" }])
+    );
+    for bad in bad_joins {
+        let response = client.post("/room-1/join", bad);
+        assert_eq!(response.status, 400, "{bad:?}: {}", response.text());
+    }
+    assert_eq!(client.send("DELETE", "/room-1/count", &[], b"").status, 404);
+
+    let Served {
+        host,
+        component,
+        data,
+    } = served;
+    assert_eq!(host.stop(), Some(0), "graceful stop exits 0");
+    let host = Host::start(&component, data.path(), &[]);
+    assert_eq!(
+        host.client().get("/room-1/count").text(),
+        r#"{"players":2}"#
+    );
+    let log = host.log();
+    assert!(log.contains("serving class game-room"), "{log}");
+    assert!(
+        !log.contains("compiled component"),
+        "the restart used the cache:\n{log}"
+    );
+    Served {
+        host,
+        component,
+        data,
+    }
+}
