@@ -26,7 +26,7 @@ use dohost::bindings::http_types::{Request, Response};
 use dohost::fetch::FetchPolicy;
 use dohost::id::ObjectId;
 use dohost::metrics::{ActivationTimings, Metrics};
-use dohost::object::{EventKind, Identity, LiveObject, Reply};
+use dohost::object::{EventKind, HostParts, Identity, LiveObject, Reply};
 use dohost::server::Runtime;
 use dohost::storage::{SqlStore, StorageConfig};
 use dohost::{Limits, ObjectRegistry, Server, ServerConfig};
@@ -257,15 +257,13 @@ fn instantiate(c: &mut Criterion, f: &Fixture) {
                         panic!("the database was lost by a failed activation");
                     };
                     let started = Instant::now();
-                    let live = LiveObject::activate(
-                        f.rt.handle(),
-                        host.runtime.class(),
-                        identity.clone(),
-                        db,
-                        &limits,
-                        fetch.clone(),
-                        metrics.clone(),
-                    );
+                    let parts = HostParts {
+                        class: host.runtime.class(),
+                        limits: &limits,
+                        fetch: &fetch,
+                        metrics: &metrics,
+                    };
+                    let live = LiveObject::activate(f.rt.handle(), &parts, identity.clone(), db);
                     total += started.elapsed();
                     // Tearing the instance down (returning its pool slot) is not timed.
                     match live {

@@ -282,6 +282,23 @@ impl Runner<'_> {
         }
     }
 
+    /// A timed closed-loop load of `plan` on all connections, which must succeed throughout,
+    /// with the file syncs per request when `--count-syncs` is on.
+    async fn closed_loop_writes(
+        &self,
+        peer: &Peer,
+        work: &std::path::Path,
+        plan: RequestPlan,
+        what: &str,
+    ) -> anyhow::Result<(LoadReport, Option<f64>)> {
+        let counting = self.count_timed(peer, work);
+        let load = self.timed(self.options.connections, Pacing::ClosedLoop);
+        let report = loadgen::run(peer.addr, load, plan).await?;
+        let syncs = syncs_per_request(counting, &report).await;
+        report.require_clean(what)?;
+        Ok((report, syncs))
+    }
+
     /// With `--count-syncs`: counts `peer`'s file syncs during the measured window of a timed
     /// load that starts now.
     fn count_timed(
@@ -361,15 +378,9 @@ impl Runner<'_> {
         setup(&peer, join("bench", 0)).await?;
         // 1,000 distinct players: the table stays small, most joins replace a row.
         let plan: RequestPlan = Arc::new(|i| join("bench", i % 1000));
-        let counting = self.count_timed(&peer, work);
-        let mut report = loadgen::run(
-            peer.addr,
-            self.timed(self.options.connections, Pacing::ClosedLoop),
-            plan,
-        )
-        .await?;
-        let syncs = syncs_per_request(counting, &report).await;
-        report.require_clean("durable write, one room")?;
+        let (mut report, syncs) = self
+            .closed_loop_writes(&peer, work, plan, "durable write, one room")
+            .await?;
         peer.stop().await?;
         let detail = format!(
             "{} ({}){}",
@@ -398,15 +409,9 @@ impl Runner<'_> {
         // Consecutive requests go to rooms far apart, so the connections rarely share one.
         let plan: RequestPlan =
             Arc::new(move |i| join(&format!("room-{}", i.wrapping_mul(7919) % rooms), i % 100));
-        let counting = self.count_timed(&peer, work);
-        let mut report = loadgen::run(
-            peer.addr,
-            self.timed(self.options.connections, Pacing::ClosedLoop),
-            plan,
-        )
-        .await?;
-        let syncs = syncs_per_request(counting, &report).await;
-        report.require_clean("writes over many rooms")?;
+        let (mut report, syncs) = self
+            .closed_loop_writes(&peer, work, plan, "writes over many rooms")
+            .await?;
         peer.stop().await?;
         let detail = format!(
             "{} ({}){}; creating the {rooms} rooms first took {}",
