@@ -159,3 +159,65 @@ fn acknowledged_writes_survive_sigkill() {
         assert_eq!(check, "ok", "{db:?}");
     }
 }
+
+/// The database file of object `name` of class `class`, as `dohost id` prints it.
+fn database_of(data: &std::path::Path, class: &str, name: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["id", "--class", class, "--data"])
+        .arg(data)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    std::path::PathBuf::from(text.lines().nth(1).expect("the file on line 2"))
+}
+
+#[test]
+fn a_creation_cut_short_by_power_loss_is_set_aside_and_other_damage_is_reported() {
+    let data = tempfile::tempdir().unwrap();
+    let component = guest("counter");
+    let host = Host::start(&component, data.path(), &[]);
+    let r = host.client().post("/kept/increment", "");
+    assert_eq!(r.json()["value"], 1);
+    host.stop();
+    // What a power loss between creating a file and its first sync can leave: the file's
+    // pages not yet written (zeros) and a WAL with a torn frame. Nothing was acknowledged.
+    let fresh = database_of(data.path(), "counter", "fresh");
+    std::fs::create_dir_all(fresh.parent().unwrap()).unwrap();
+    std::fs::write(&fresh, vec![0u8; 4096]).unwrap();
+    std::fs::write(support::sidecar(&fresh, "-wal"), b"torn").unwrap();
+    // Damage of another kind to an object with acknowledged data is never papered over.
+    let kept = database_of(data.path(), "counter", "kept");
+    let mut bytes = std::fs::read(&kept).unwrap();
+    bytes[..16].copy_from_slice(b"scribbled over!!");
+    std::fs::write(&kept, &bytes).unwrap();
+
+    let host = Host::start(&component, data.path(), &[]);
+    let mut client = host.client();
+    let r = client.post("/fresh/increment", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["value"], 1, "the object starts afresh");
+    let aside: Vec<_> = std::fs::read_dir(fresh.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".unfinished-"))
+        .collect();
+    assert_eq!(aside.len(), 2, "file and WAL set aside: {aside:?}");
+    let r = client.post("/kept/increment", "");
+    println!("damaged object: {} {}", r.status, r.text());
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("database"), "{}", r.text());
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        bytes,
+        "the damaged file is left as it was"
+    );
+    assert_eq!(client.post("/other/increment", "").json()["value"], 1);
+    let log = host.log();
+    assert!(log.contains("left unfinished"), "{log}");
+}

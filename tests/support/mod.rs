@@ -17,6 +17,7 @@ const GUESTS: &[&str] = &[
     "conformance",
     "proxy-cache",
     "subscription",
+    "sandbox-probe",
 ];
 
 pub fn workspace_root() -> PathBuf {
@@ -359,6 +360,13 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
 }
 
 /// Every file under `dir`, relative, sorted.
+/// `path` with `suffix` appended to its file name (`x.sqlite3` -> `x.sqlite3-wal`).
+pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

@@ -9,6 +9,7 @@
 //! - Guest statements go through [`SqlStore::exec`], which turns on the authorizer
 //!   (see [`security`]); host statements never do.
 
+mod create;
 mod security;
 
 use std::fs;
@@ -28,6 +29,15 @@ use crate::id::ObjectId;
 
 /// Version of the host's tables in an object database, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
+
+/// SQL making the host's tables of an object database and setting [`SCHEMA_VERSION`].
+fn host_schema() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
+         CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;
+         PRAGMA user_version = {SCHEMA_VERSION};"
+    )
+}
 
 /// How durable a commit is when the event's response is released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -111,6 +121,14 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create database {path}: {source}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make the new-database template in {dir}: {reason}")]
+    Template { dir: PathBuf, reason: String },
     #[error("cannot open database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -145,29 +163,39 @@ pub struct ExecResult {
 }
 
 /// One group-commit sync: fsyncs the WAL file (and, for a database created since the last
-/// sync, the database file and its directory, so that the new files survive a power loss).
+/// sync, the database file and the directories holding new entries, so that the new files
+/// survive a power loss).
 #[derive(Debug, Clone)]
 pub struct SyncJob {
     path: PathBuf,
-    created: bool,
+    /// Directories with entries not yet synced; not empty only for a new database file.
+    new_dirs: Vec<PathBuf>,
 }
 
 impl SyncJob {
     pub fn run(&self) -> Result<(), StorageError> {
-        let sync = || -> std::io::Result<()> {
-            let mut wal = self.path.as_os_str().to_owned();
-            wal.push("-wal");
-            // fsync through any descriptor flushes the file; SQLite keeps its own open.
-            fs::File::open(&wal)?.sync_data()?;
-            if self.created {
-                fs::File::open(&self.path)?.sync_all()?;
-                if let Some(dir) = self.path.parent() {
-                    fs::File::open(dir)?.sync_all()?;
-                }
-            }
-            Ok(())
+        let wal = create::sidecar(&self.path, "-wal");
+        // fsync through any descriptor flushes the file; SQLite keeps its own open.
+        let result = if self.new_dirs.is_empty() {
+            fs::File::open(&wal).and_then(|f| f.sync_data())
+        } else {
+            // A new object's files and directory entries: synced at once, so the file
+            // system can cover them with one journal commit instead of one each.
+            std::thread::scope(|scope| {
+                let others: Vec<_> = std::iter::once(&self.path)
+                    .chain(&self.new_dirs)
+                    .map(|p| scope.spawn(move || fs::File::open(p).and_then(|f| f.sync_all())))
+                    .collect();
+                let wal = fs::File::open(&wal).and_then(|f| f.sync_data());
+                others.into_iter().fold(wal, |acc, t| {
+                    let r = t
+                        .join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")));
+                    acc.and(r)
+                })
+            })
         };
-        sync().map_err(|e| StorageError::Sync(format!("{}: {e}", self.path.display())))
+        result.map_err(|e| StorageError::Sync(format!("{}: {e}", self.path.display())))
     }
 }
 
@@ -197,20 +225,51 @@ pub struct SqlStore {
     /// Set by SQLite's WAL hook after every commit that wrote: the WAL holds commits that
     /// are not synced yet.
     unsynced: Arc<AtomicBool>,
-    /// The database file was created by this connection and has not been synced yet: the
-    /// first sync also syncs it and its directory.
-    created: bool,
+    /// Directories holding new entries (this database file, a new directory on its path)
+    /// not synced yet: the first sync syncs them and the file.
+    new_dirs: Vec<PathBuf>,
 }
 
 impl SqlStore {
     /// Opens (creating if needed) the database at `path` with the host's settings.
+    ///
+    /// A file left unfinished by a power loss during its creation (see [`create`]) holds nothing
+    /// that was ever acknowledged: it is set aside and the object starts afresh.
     pub fn open(path: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let create_err = |source| StorageError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut new_dirs = create::create_dirs(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let template = create::template(dir)?;
+        let mut written = create::write_new(path, template).map_err(create_err)?;
+        if !written && create::unfinished(path, template).map_err(create_err)? {
+            let aside = create::set_aside(path).map_err(create_err)?;
+            tracing::warn!(
+                path = %path.display(),
+                aside = %aside.display(),
+                "database file was left unfinished by an interrupted creation (nothing in it was \
+                 ever acknowledged); set it aside and starting the object afresh"
+            );
+            written = create::write_new(path, template).map_err(create_err)?;
         }
+        if written {
+            new_dirs.push(dir.to_path_buf());
+        }
+        Self::open_file(path, config, new_dirs)
+    }
+
+    /// Opens the database file at `path`. `new_dirs` lists the directories whose entries
+    /// (the file's own, or a directory's on its path) are new and not yet synced.
+    fn open_file(
+        path: &Path,
+        config: &StorageConfig,
+        mut new_dirs: Vec<PathBuf>,
+    ) -> Result<Self, StorageError> {
         let open_err = |source| StorageError::Open {
             path: path.to_path_buf(),
             source,
@@ -268,23 +327,25 @@ impl SqlStore {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
-        let created = version < SCHEMA_VERSION;
-        if created {
-            // No syncs while the file is set up: nothing about a new object has been
-            // acknowledged yet, and its first group sync makes the file, its WAL and its
-            // directory durable before any response leaves.
+        if version < SCHEMA_VERSION {
+            // An empty file (a creation interrupted before the template was written): set it
+            // up the way the template was made. No syncs while the file is set up: nothing
+            // about a new object has been acknowledged yet, and its first group sync makes the
+            // file, its WAL and its directory durable before any response leaves.
             conn.execute_batch(&format!(
                 "PRAGMA synchronous = OFF;
                  PRAGMA journal_mode = WAL;
-                 BEGIN;
-                 CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value ANY) STRICT;
-                 CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL) STRICT;
-                 PRAGMA user_version = {SCHEMA_VERSION};
-                 COMMIT;
+                 BEGIN; {schema} COMMIT;
                  PRAGMA synchronous = {sync};",
+                schema = host_schema(),
                 sync = config.sync.pragma()
             ))
             .map_err(open_err)?;
+            if let Some(dir) = path.parent()
+                && !new_dirs.iter().any(|d| d == dir)
+            {
+                new_dirs.push(dir.to_path_buf());
+            }
         }
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let epoch = Instant::now();
@@ -310,7 +371,7 @@ impl SqlStore {
             page_size,
             path: path.to_path_buf(),
             unsynced,
-            created,
+            new_dirs,
         })
     }
 
@@ -373,18 +434,18 @@ impl SqlStore {
         if self.config.sync != SyncMode::Full || !self.unsynced.swap(false, Ordering::AcqRel) {
             return None;
         }
-        let job = SyncJob {
+        Some(SyncJob {
             path: self.path.clone(),
-            created: self.created,
-        };
-        self.created = false;
-        Some(job)
+            new_dirs: std::mem::take(&mut self.new_dirs),
+        })
     }
 
     /// A sync taken with [`SqlStore::take_sync`] failed: its commits still await one.
     pub fn sync_failed(&mut self, job: &SyncJob) {
         self.unsynced.store(true, Ordering::Release);
-        self.created |= job.created;
+        if self.new_dirs.is_empty() {
+            self.new_dirs = job.new_dirs.clone();
+        }
     }
 
     /// Syncs now, on this thread.

@@ -186,9 +186,8 @@ fn runaway_queries_stop_at_the_deadline() {
 fn commits_await_a_sync_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir, 1 << 30);
-    // Creating the database committed the host's tables: the first sync makes them durable.
-    assert!(s.needs_sync());
-    s.sync().unwrap();
+    // A new database is the template, written without a commit: nothing awaits a sync until
+    // the first write, whose sync also makes the new file and directories durable.
     assert!(!s.needs_sync());
     s.begin_event(None).unwrap();
     exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
@@ -203,4 +202,123 @@ fn commits_await_a_sync_reads_do_not() {
     exec(&mut s, "INSERT INTO t VALUES (1)", &[]).unwrap();
     s.finish_event(false).unwrap();
     assert!(!s.needs_sync(), "a rolled-back event needs no sync");
+}
+
+#[test]
+fn new_databases_come_from_the_template_and_their_first_sync_covers_new_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("objects/ab/new.sqlite3");
+    let mut s = SqlStore::open(&path, &StorageConfig::default()).unwrap();
+    let template = create::template(dir.path()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), template);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "object data is private to the host's user"
+    );
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    let mut job = s.take_sync().expect("a write awaits a sync");
+    job.new_dirs.sort();
+    let root = dir.path().to_path_buf();
+    let objects = root.join("objects");
+    let shard = objects.join("ab");
+    assert_eq!(
+        job.new_dirs,
+        vec![root, objects, shard],
+        "every new entry's directory"
+    );
+    job.run().unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "INSERT INTO t VALUES (1)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    let job = s.take_sync().unwrap();
+    assert!(job.new_dirs.is_empty(), "later syncs are the WAL's alone");
+    // A failed sync keeps the new entries pending for the next one.
+    drop(s);
+    let other = dir.path().join("objects/ab/other.sqlite3");
+    let mut s = SqlStore::open(&other, &StorageConfig::default()).unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    let job = s.take_sync().unwrap();
+    s.sync_failed(&job);
+    assert_eq!(s.take_sync().unwrap().new_dirs, job.new_dirs);
+}
+
+#[test]
+fn a_creation_cut_short_by_power_loss_is_set_aside_and_the_object_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = create::template(dir.path()).unwrap().to_vec();
+    let page = 4096;
+    let mut first_page_only = template.clone();
+    first_page_only[page..].fill(0);
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("zeros", vec![0; page]),
+        ("first page only", first_page_only),
+        ("cut short", template[..100].to_vec()),
+        ("last page zero", {
+            let mut t = template.clone();
+            let n = t.len();
+            t[n - page..].fill(0);
+            t
+        }),
+    ];
+    for (what, bytes) in cases {
+        let path = dir
+            .path()
+            .join(format!("{}.sqlite3", what.replace(' ', "-")));
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::write(create::sidecar(&path, "-wal"), b"torn wal").unwrap();
+        let mut s = SqlStore::open(&path, &StorageConfig::default())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        s.begin_event(None).unwrap();
+        exec(&mut s, "CREATE TABLE t (a); INSERT INTO t VALUES (1)", &[]).unwrap();
+        assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed, "{what}");
+        s.sync().unwrap();
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(&what.replace(' ', "-")) && n.contains(".unfinished-"))
+            .collect();
+        assert_eq!(
+            aside.len(),
+            2,
+            "{what}: the file and its WAL are set aside: {aside:?}"
+        );
+    }
+}
+
+#[test]
+fn damage_that_is_not_an_unfinished_creation_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o/db.sqlite3");
+    {
+        let mut s = open(&dir, 1 << 30);
+        s.begin_event(None).unwrap();
+        exec(&mut s, "CREATE TABLE t (a); INSERT INTO t VALUES (1)", &[]).unwrap();
+        s.finish_event(true).unwrap();
+        s.sync().unwrap();
+    }
+    // Closing checkpointed the data into the file; now scribble over its header.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = match SqlStore::open(&path, &StorageConfig::default()) {
+        Ok(_) => panic!("a damaged database must not open"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("db.sqlite3"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is left as it was"
+    );
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        1
+    );
 }
