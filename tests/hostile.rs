@@ -196,3 +196,59 @@ fn other_objects_keep_answering_during_an_attack() {
     // Not a speed goal, a liveness bound: nobody waits for the attackers' 2 s CPU limit.
     assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
 }
+
+#[test]
+fn guests_cannot_reach_host_files_environment_or_network() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("sandbox-probe"), data.path(), &[]);
+    // Another object's database and the host key, by absolute path, as targets.
+    host.client().post_json("/other/", &json!({ "paths": [] }));
+    let other_db = support::object_databases(data.path())
+        .pop()
+        .expect("the other object's database exists");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let paths = [
+        "/".to_string(),
+        ".".to_string(),
+        "..".to_string(),
+        "/etc/passwd".to_string(),
+        "/proc/self/environ".to_string(),
+        "/tmp".to_string(),
+        data.path().display().to_string(),
+        data.path().join("id.key").display().to_string(),
+        other_db.display().to_string(),
+    ];
+    let r = host.client().post_json(
+        "/probe/",
+        &json!({ "paths": paths, "connect": listener.local_addr().unwrap().to_string() }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json();
+    println!("{seen:#}");
+    assert_eq!(
+        seen["env"],
+        json!([]),
+        "no environment variables reach a guest"
+    );
+    assert_eq!(seen["args"], json!([]), "no arguments reach a guest");
+    // wasi-libc answers "/" for the working directory without asking the host; that "/" is
+    // not a directory the guest can open (listing it fails below).
+    let cwd = seen["cwd"].as_str().unwrap();
+    assert!(cwd.starts_with("err") || cwd == "ok: /", "cwd: {cwd}");
+    for attempt in ["read", "list", "write"] {
+        for path in &paths {
+            let outcome = seen[attempt][path].as_str().unwrap();
+            assert!(outcome.starts_with("err"), "{attempt} {path}: {outcome}");
+        }
+    }
+    let connect = seen["connect"].as_str().unwrap();
+    assert!(connect.starts_with("err"), "connect: {connect}");
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached the listener"
+    );
+    // Nothing was written anywhere the probe tried.
+    assert!(!std::path::Path::new("/tmp/probe-was-here").exists());
+    assert!(!data.path().join("probe-was-here").exists());
+}
