@@ -101,6 +101,10 @@ struct RunArgs {
     /// Database size limit per object (e.g. 10GiB).
     #[arg(long, default_value = "10GiB", value_parser = parse_size)]
     max_db_size: u64,
+    /// Empty object databases kept ready (made and synced in the background, under
+    /// <data>/spare), so a new object's first request skips creating files; 0 = off.
+    #[arg(long, default_value_t = 8)]
+    spare_databases: usize,
     /// CPU time limit per event (e.g. 30s, 500ms).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     cpu_limit: Duration,
@@ -200,6 +204,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     config.cache_dir = args.cache_dir;
     config.storage.sync = args.sync;
     config.storage.max_database_bytes = args.max_db_size;
+    config.storage.spare_databases = args.spare_databases;
     config.limits.memory_bytes = usize::try_from(args.memory_limit).context("--memory-limit")?;
     config.limits.cpu_per_event = args.cpu_limit;
     config.limits.max_body_bytes = usize::try_from(args.max_body).context("--max-body")?;

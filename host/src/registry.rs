@@ -26,7 +26,7 @@ use crate::limits::LimitHit;
 use crate::limits::Limits;
 use crate::metrics::{ActivationTimings, Eviction, LimitKind, Metrics};
 use crate::object::{EventError, EventKind, HostParts, Identity, LiveObject, Reply};
-use crate::storage::{SqlStore, StorageConfig, StorageError, database_path};
+use crate::storage::{Databases, SqlStore, StorageConfig, StorageError};
 
 /// Metadata key under which an object's name is kept in its database.
 const NAME_KEY: &str = "name";
@@ -97,6 +97,7 @@ struct Shared {
     /// Monotonic counter stamped on actors as they are used.
     tick: AtomicU64,
     alarms: Arc<AlarmIndex>,
+    databases: Databases,
     metrics: Arc<Metrics>,
     rt: Handle,
 }
@@ -114,6 +115,7 @@ impl ObjectRegistry {
         class: Arc<Class>,
         minter: IdMinter,
         alarms: Arc<AlarmIndex>,
+        databases: Databases,
         config: RegistryConfig,
     ) -> Self {
         let class_name: Arc<str> = class.name().into();
@@ -127,6 +129,7 @@ impl ObjectRegistry {
                 actor_ended: Notify::new(),
                 tick: AtomicU64::new(0),
                 alarms,
+                databases,
                 metrics: Arc::new(Metrics::default()),
                 rt: Handle::current(),
             }),
@@ -573,13 +576,9 @@ impl Actor {
         if let Some(live) = self.live.take() {
             self.database = Some(live.into_database());
         }
-        let config = &self.shared.config;
         let database = match &mut self.database {
             Some(db) => db,
-            None => self.database.insert(SqlStore::open(
-                &database_path(&config.data_dir, &self.id),
-                &config.storage,
-            )?),
+            None => self.database.insert(self.shared.databases.open(&self.id)?),
         };
         database.begin_event(None)?;
         database.set_alarm(None)?;
@@ -593,7 +592,7 @@ impl Actor {
         let started = Instant::now();
         let mut database = match self.database.take() {
             Some(db) => db,
-            None => SqlStore::open(&database_path(&config.data_dir, &self.id), &config.storage)?,
+            None => self.shared.databases.open(&self.id)?,
         };
         match (&self.name, self.name_stored) {
             (Some(name), false) => {

@@ -15,7 +15,7 @@ use crate::id::IdMinter;
 use crate::ingress::{self, IngressConfig};
 use crate::limits::Limits;
 use crate::registry::{ObjectRegistry, RegistryConfig};
-use crate::storage::StorageConfig;
+use crate::storage::{Databases, StorageConfig};
 
 /// Everything a host needs to serve one class.
 #[derive(Clone, Debug)]
@@ -146,10 +146,12 @@ impl Server {
             None => None,
         };
         let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
+        let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
         let registry = ObjectRegistry::new(
             runtime.class.clone(),
             minter,
             alarms.clone(),
+            databases,
             RegistryConfig {
                 data_dir: config.data_dir.clone(),
                 storage: config.storage.clone(),

@@ -367,6 +367,14 @@ pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// [`files_under`], leaving out the spare databases for new objects that the host makes and
+/// uses in the background (`spare/` in a data directory).
+pub fn files_except_spares(dir: &Path) -> Vec<PathBuf> {
+    let mut files = files_under(dir);
+    files.retain(|f| !f.components().any(|c| c.as_os_str() == "spare"));
+    files
+}
+
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

@@ -3,7 +3,8 @@
 //! Invariants:
 //! - One [`SqlStore`] (one connection) per live object, owned by that object's actor and used by
 //!   one thread at a time; nothing else opens the file while the object is live on this host.
-//! - The file path is derived only from the hex object ID (`objects/<2 hex>/<64 hex>.sqlite3`).
+//! - The file path is derived only from the hex object ID
+//!   (`objects/<2 hex>/<64 hex>/db.sqlite3`, see [`spares`]).
 //! - Every event runs between [`SqlStore::begin_event`] and [`SqlStore::finish_event`]: one
 //!   SQLite transaction, committed (and synced per [`SyncMode`]) or rolled back as a whole.
 //! - Guest statements go through [`SqlStore::exec`], which turns on the authorizer
@@ -11,6 +12,7 @@
 
 mod create;
 mod security;
+mod spares;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,8 @@ use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStat
 
 use self::security::GuestMode;
 pub use self::security::{RESERVED_PREFIX, is_reserved};
+pub use self::spares::{Databases, database_path};
 use crate::bindings::sql::{SqlError, Value};
-use crate::id::ObjectId;
 
 /// Version of the host's tables in an object database, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -100,6 +102,9 @@ pub struct StorageConfig {
     pub max_database_bytes: u64,
     /// Largest result `exec` will hold for a guest, in bytes (approximate).
     pub max_result_bytes: usize,
+    /// Empty databases kept ready for new objects (see [`Databases`]); 0 creates each on
+    /// demand.
+    pub spare_databases: usize,
 }
 
 impl Default for StorageConfig {
@@ -108,6 +113,7 @@ impl Default for StorageConfig {
             sync: SyncMode::Full,
             max_database_bytes: 10 * 1024 * 1024 * 1024,
             max_result_bytes: 64 * 1024 * 1024,
+            spare_databases: 8,
         }
     }
 }
@@ -199,15 +205,6 @@ impl SyncJob {
     }
 }
 
-/// The relative path of an object's database inside the data directory.
-pub fn database_path(data_dir: &Path, id: &ObjectId) -> PathBuf {
-    let hex = id.to_hex();
-    data_dir
-        .join("objects")
-        .join(&hex[..2])
-        .join(format!("{hex}.sqlite3"))
-}
-
 /// An object's open database.
 pub struct SqlStore {
     conn: Connection,
@@ -228,6 +225,9 @@ pub struct SqlStore {
     /// Directories holding new entries (this database file, a new directory on its path)
     /// not synced yet: the first sync syncs them and the file.
     new_dirs: Vec<PathBuf>,
+    /// Still in the first-commit `synchronous=OFF` mode of a fresh WAL (see
+    /// [`SqlStore::open_file`]).
+    fresh_wal: Arc<AtomicBool>,
 }
 
 impl SqlStore {
@@ -260,15 +260,35 @@ impl SqlStore {
         if written {
             new_dirs.push(dir.to_path_buf());
         }
-        Self::open_file(path, config, new_dirs)
+        // SQLite creates the WAL when it opens the file: a new directory entry as well.
+        let fresh_wal = !create::sidecar(path, "-wal").exists();
+        if fresh_wal && !written {
+            new_dirs.push(dir.to_path_buf());
+        }
+        Self::open_file(path, config, new_dirs, fresh_wal)
+    }
+
+    /// Opens a database made from a spare (see [`spares`]): the whole template and a WAL of
+    /// zeros, all synced, so nothing about the files is new.
+    fn open_spare(path: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
+        Self::open_file(path, config, Vec::new(), true)
     }
 
     /// Opens the database file at `path`. `new_dirs` lists the directories whose entries
-    /// (the file's own, or a directory's on its path) are new and not yet synced.
+    /// (the file's own, its WAL's, or a directory's on its path) are new and not yet synced.
+    /// `fresh_wal`: the WAL holds no frames of earlier connections (new, or all zeros).
+    ///
+    /// With a fresh WAL the connection starts with `synchronous=OFF` until its first commit:
+    /// in NORMAL mode SQLite would fsync the WAL header it writes first, and the directory,
+    /// on its own, before the commit's frames. The host's group sync covers header, frames and
+    /// directory together before any response leaves, and a WAL without earlier frames has
+    /// nothing a torn header could bring back. After the first commit the configured mode
+    /// applies (see [`SqlStore::settle_sync_mode`]); checkpoints wait for it.
     fn open_file(
         path: &Path,
         config: &StorageConfig,
         mut new_dirs: Vec<PathBuf>,
+        fresh_wal: bool,
     ) -> Result<Self, StorageError> {
         let open_err = |source| StorageError::Open {
             path: path.to_path_buf(),
@@ -296,23 +316,31 @@ impl SqlStore {
             .map_err(open_err)?
             .max(512) as u64;
         let max_pages = (config.max_database_bytes / page_size).clamp(1, u32::MAX as u64);
+        let fresh_wal = Arc::new(AtomicBool::new(fresh_wal && config.sync != SyncMode::Off));
+        let initial_sync = if fresh_wal.load(Ordering::Relaxed) {
+            "OFF"
+        } else {
+            config.sync.pragma()
+        };
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {sync};
+            "PRAGMA synchronous = {initial_sync};
              PRAGMA temp_store = MEMORY;
              PRAGMA foreign_keys = ON;
-             PRAGMA max_page_count = {max_pages};",
-            sync = config.sync.pragma()
+             PRAGMA max_page_count = {max_pages};"
         ))
         .map_err(open_err)?;
         let unsynced = Arc::new(AtomicBool::new(false));
         {
             // Replaces SQLite's automatic checkpoint (which is itself a WAL hook): mark the
-            // commit for the actor's group sync, and checkpoint at the usual 1000 pages.
+            // commit for the actor's group sync, and checkpoint at the usual 1000 pages (not
+            // while the connection is still in its first-commit OFF mode, whose checkpoints
+            // would not sync the database file).
             let unsynced = unsynced.clone();
+            let fresh_wal = fresh_wal.clone();
             conn.wal_hook(Some(
                 move |wal: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
                     unsynced.store(true, Ordering::Release);
-                    if pages >= 1000 {
+                    if pages >= 1000 && !fresh_wal.load(Ordering::Acquire) {
                         // Passive: never blocks. In NORMAL mode a checkpoint syncs the WAL first.
                         let _ = wal.checkpoint();
                     }
@@ -336,9 +364,8 @@ impl SqlStore {
                 "PRAGMA synchronous = OFF;
                  PRAGMA journal_mode = WAL;
                  BEGIN; {schema} COMMIT;
-                 PRAGMA synchronous = {sync};",
+                 PRAGMA synchronous = {initial_sync};",
                 schema = host_schema(),
-                sync = config.sync.pragma()
             ))
             .map_err(open_err)?;
             if let Some(dir) = path.parent()
@@ -372,12 +399,14 @@ impl SqlStore {
             path: path.to_path_buf(),
             unsynced,
             new_dirs,
+            fresh_wal,
         })
     }
 
     /// Starts the event transaction. `deadline` stops long-running statements.
     pub fn begin_event(&mut self, deadline: Option<Instant>) -> Result<(), StorageError> {
         debug_assert!(!self.in_event, "events on one object never overlap");
+        self.settle_sync_mode()?;
         let nanos = deadline.map_or(u64::MAX, |d| {
             d.saturating_duration_since(self.epoch)
                 .as_nanos()
@@ -431,6 +460,9 @@ impl SqlStore {
     /// commit so far durable and can run on any thread. Report its failure with
     /// [`SqlStore::sync_failed`].
     pub fn take_sync(&mut self) -> Option<SyncJob> {
+        if let Err(e) = self.settle_sync_mode() {
+            tracing::error!(path = %self.path.display(), "{e}");
+        }
         if self.config.sync != SyncMode::Full || !self.unsynced.swap(false, Ordering::AcqRel) {
             return None;
         }
@@ -438,6 +470,21 @@ impl SqlStore {
             path: self.path.clone(),
             new_dirs: std::mem::take(&mut self.new_dirs),
         })
+    }
+
+    /// Leaves the first-commit `synchronous=OFF` mode of a fresh WAL once a commit wrote the
+    /// WAL header: from then on SQLite syncs at checkpoints as the configured mode says.
+    fn settle_sync_mode(&mut self) -> Result<(), StorageError> {
+        if self.fresh_wal.load(Ordering::Acquire) && self.unsynced.load(Ordering::Acquire) {
+            self.conn
+                .execute_batch(&format!(
+                    "PRAGMA synchronous = {}",
+                    self.config.sync.pragma()
+                ))
+                .map_err(StorageError::Sqlite)?;
+            self.fresh_wal.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// A sync taken with [`SqlStore::take_sync`] failed: its commits still await one.
@@ -562,6 +609,21 @@ impl SqlStore {
             [key, value],
         )?;
         Ok(())
+    }
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        // Closing checkpoints the WAL into the file and deletes the WAL: that checkpoint must
+        // sync the file first, which the first-commit OFF mode would not do.
+        if self.fresh_wal.load(Ordering::Acquire)
+            && let Err(e) = self.conn.execute_batch(&format!(
+                "PRAGMA synchronous = {}",
+                self.config.sync.pragma()
+            ))
+        {
+            tracing::error!(path = %self.path.display(), "cannot restore synchronous mode: {e}");
+        }
     }
 }
 

@@ -322,3 +322,75 @@ fn damage_that_is_not_an_unfinished_creation_is_reported_and_left_alone() {
         1
     );
 }
+
+fn wait_for_spares(dbs: &Databases) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while dbs.spares_ready().0 < dbs.spares_ready().1 {
+        assert!(Instant::now() < deadline, "spares were not made");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place() {
+    let data = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        spare_databases: 2,
+        ..StorageConfig::default()
+    };
+    let minter = crate::id::IdMinter::with_key([7; 32]);
+    let id = minter.from_name("c", "room").unwrap();
+    let path = database_path(data.path(), &id);
+    let dbs = Databases::open_dir(data.path(), &config).unwrap();
+    wait_for_spares(&dbs);
+    let mut s = dbs.open(&id).unwrap();
+    assert_eq!(dbs.spares_ready().0, 1);
+    assert!(path.exists(), "the spare now is the object's directory");
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a); INSERT INTO t VALUES (42)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    let job = s.take_sync().unwrap();
+    assert!(job.new_dirs.is_empty(), "a spare's files and entries are already durable");
+    job.run().unwrap();
+    drop(s);
+    drop(dbs);
+    // A power loss before the rename reached the disk: the directory is back in spare/.
+    let spare_dir = data.path().join("spare");
+    std::fs::rename(path.parent().unwrap(), spare_dir.join("left-behind")).unwrap();
+    let unclaimed = std::fs::read_dir(&spare_dir).unwrap().count() - 1;
+    assert_eq!(unclaimed, 2, "the ready spares are still there");
+    let dbs = Databases::open_dir(data.path(), &config).unwrap();
+    assert!(path.exists(), "the claimed spare went back to its object's place");
+    let mut s = dbs.open(&id).unwrap();
+    s.begin_event(None).unwrap();
+    let rows = exec(&mut s, "SELECT a FROM t", &[]).unwrap().rows;
+    assert_eq!(format!("{rows:?}"), "[[Value::Integer(42)]]");
+    s.finish_event(true).unwrap();
+    drop(s);
+    wait_for_spares(&dbs);
+    let names: Vec<_> = std::fs::read_dir(&spare_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "old unclaimed spares removed, new ones made: {names:?}");
+}
+
+#[test]
+fn without_spares_new_objects_are_created_on_demand() {
+    let data = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        spare_databases: 0,
+        ..StorageConfig::default()
+    };
+    let id = crate::id::IdMinter::with_key([7; 32])
+        .from_name("c", "room")
+        .unwrap();
+    let dbs = Databases::open_dir(data.path(), &config).unwrap();
+    let mut s = dbs.open(&id).unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    let job = s.take_sync().unwrap();
+    assert!(job.new_dirs.len() >= 3, "file, object, shard dirs: {:?}", job.new_dirs);
+    assert!(!data.path().join("spare").exists());
+}

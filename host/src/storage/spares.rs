@@ -1,0 +1,341 @@
+//! Where object databases live, and spare databases made ahead for new objects.
+//!
+//! Each object has a directory `objects/<2 hex>/<64 hex>/` holding `db.sqlite3` and, while it is
+//! live, its WAL. Creating those files on a new object's first request costs file-system
+//! metadata writes that must be durable before the response: the new file, its WAL, the
+//! directory entries. A background thread does that work ahead of time instead: it keeps a few
+//! spare object directories in `spare/`, each with the database template and a WAL file already
+//! written out (zeros) and everything synced. A new object takes one with a single `rename` of
+//! the directory into place, so its first sync is an overwrite of already-allocated WAL blocks.
+//!
+//! Durability without syncing the rename on the request path: the object's ID is the first
+//! thing committed to a claimed spare's database (`_do_meta` key `id`), so every acknowledged
+//! write of the object lies behind it in the same WAL. The background thread syncs the renamed
+//! directories soon after; if power is lost before that, the directory may be found back in
+//! `spare/` at the next start, and [`Databases::open_dir`] moves every spare that holds an ID to
+//! its object's place before anything is served. Spares without an ID hold nothing and are
+//! removed then.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::{SqlStore, StorageConfig, StorageError, create};
+use crate::id::ObjectId;
+
+/// File name of an object's database inside its directory.
+const DB_FILE: &str = "db.sqlite3";
+/// `_do_meta` key holding the object's ID in a database made from a spare.
+const ID_KEY: &str = "id";
+/// Bytes of zeros a spare's WAL starts with: room for the first events' frames (4 KiB pages
+/// plus 24-byte frame headers) without growing the file.
+const SPARE_WAL_BYTES: usize = 32 * (4096 + 24) + 32;
+
+/// The object databases of one data directory.
+pub struct Databases {
+    data_dir: PathBuf,
+    config: StorageConfig,
+    spares: Option<Arc<Spares>>,
+}
+
+/// Spare object directories, and the thread that makes them.
+struct Spares {
+    dir: PathBuf,
+    /// Ready (fully synced) spare directories.
+    ready: Mutex<Vec<PathBuf>>,
+    /// Directories whose entries changed by claims and await a sync.
+    unsynced: Mutex<Vec<PathBuf>>,
+    target: usize,
+    seq: AtomicU64,
+    worker: Mutex<Option<std::thread::Thread>>,
+}
+
+impl Databases {
+    /// The databases under `data_dir`, keeping `spares` new-object directories ready (0 = none).
+    /// Before returning, moves any spare that an object had claimed to its object's place (a
+    /// power loss can leave it in `spare/`) and removes unclaimed ones.
+    pub fn open_dir(data_dir: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
+        let spares = config.spare_databases;
+        let dir = data_dir.join("spare");
+        recover_spares(data_dir, &dir).map_err(|source| StorageError::Create {
+            path: dir.clone(),
+            source,
+        })?;
+        let spares = (spares > 0).then(|| Spares::start(dir, spares));
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            config: config.clone(),
+            spares,
+        })
+    }
+
+    /// Opens the database of `id`, creating it (from a spare if one is ready) if it is new.
+    pub fn open(&self, id: &ObjectId) -> Result<SqlStore, StorageError> {
+        let path = database_path(&self.data_dir, id);
+        let object_dir = path.parent().expect("database files have a directory");
+        if !object_dir.exists()
+            && let Some(spares) = &self.spares
+            && let Some(()) = spares.claim(object_dir)
+        {
+            let mut store = SqlStore::open_spare(&path, &self.config)?;
+            store.set_meta(ID_KEY, &id.to_hex())?;
+            return Ok(store);
+        }
+        SqlStore::open(&path, &self.config)
+    }
+}
+
+#[cfg(test)]
+impl Databases {
+    /// Spares ready now, and how many are kept.
+    pub(super) fn spares_ready(&self) -> (usize, usize) {
+        self.spares
+            .as_ref()
+            .map_or((0, 0), |s| (s.ready.lock().unwrap().len(), s.target))
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        if let Some(spares) = self.spares.take() {
+            spares.sync_renames();
+        }
+    }
+}
+
+/// Where the database of `id` lives inside the data directory.
+pub fn database_path(data_dir: &Path, id: &ObjectId) -> PathBuf {
+    object_dir(data_dir, &id.to_hex()).join(DB_FILE)
+}
+
+fn object_dir(data_dir: &Path, hex: &str) -> PathBuf {
+    data_dir.join("objects").join(&hex[..2]).join(hex)
+}
+
+impl Spares {
+    fn start(dir: PathBuf, target: usize) -> Arc<Self> {
+        let spares = Arc::new(Spares {
+            dir,
+            ready: Mutex::new(Vec::new()),
+            unsynced: Mutex::new(Vec::new()),
+            target,
+            seq: AtomicU64::new(0),
+            worker: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&spares);
+        let handle = std::thread::Builder::new()
+            .name("dohost-spares".into())
+            .spawn(move || Spares::work(weak))
+            .expect("spawn the spare-database thread");
+        *spares.worker.lock().unwrap() = Some(handle.thread().clone());
+        spares
+    }
+
+    /// Moves a ready spare to `object_dir`. `None` if none is ready (or the move failed).
+    fn claim(&self, object_dir: &Path) -> Option<()> {
+        let spare = self.ready.lock().unwrap().pop()?;
+        let result = (|| -> io::Result<Vec<PathBuf>> {
+            let parent = object_dir.parent().unwrap_or(Path::new("."));
+            let mut dirs = create::create_dirs(parent)?;
+            fs::rename(&spare, object_dir)?;
+            dirs.extend([parent.to_path_buf(), self.dir.clone()]);
+            Ok(dirs)
+        })();
+        self.wake();
+        match result {
+            Ok(dirs) => {
+                self.unsynced.lock().unwrap().extend(dirs);
+                Some(())
+            }
+            Err(e) => {
+                tracing::warn!(spare = %spare.display(), "cannot use a spare database: {e}");
+                let _ = fs::remove_dir_all(&spare);
+                None
+            }
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(worker) = &*self.worker.lock().unwrap() {
+            worker.unpark();
+        }
+    }
+
+    /// The background loop: sync the directories claims renamed, keep `target` spares ready.
+    /// Ends when the [`Databases`] is dropped.
+    fn work(weak: Weak<Spares>) {
+        let mut failures = 0u32;
+        loop {
+            let Some(spares) = weak.upgrade() else { return };
+            spares.sync_renames();
+            let missing = spares.target.saturating_sub(spares.ready.lock().unwrap().len());
+            let mut idle = missing == 0;
+            if missing > 0 {
+                // Several at once share the sync of `spare/` itself.
+                let mut made = Vec::new();
+                let mut error = None;
+                for _ in 0..missing {
+                    match spares.make_one() {
+                        Ok(dir) => made.push(dir),
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if !made.is_empty() {
+                    match fs::File::open(&spares.dir).and_then(|d| d.sync_all()) {
+                        Ok(()) => spares.ready.lock().unwrap().extend(made),
+                        Err(e) => {
+                            made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
+                            error = Some(e);
+                        }
+                    }
+                }
+                match error {
+                    None => failures = 0,
+                    Some(e) => {
+                        // A full disk, say: new objects are created on demand meanwhile.
+                        if failures == 0 {
+                            tracing::warn!(
+                                dir = %spares.dir.display(),
+                                "cannot make a spare database (retrying in the background): {e}"
+                            );
+                        }
+                        failures = failures.saturating_add(1);
+                        idle = true;
+                    }
+                }
+            }
+            drop(spares);
+            if idle {
+                let backoff = Duration::from_millis(100 << failures.min(6));
+                std::thread::park_timeout(if failures > 0 {
+                    backoff
+                } else {
+                    Duration::from_millis(500)
+                });
+            }
+        }
+    }
+
+    fn sync_renames(&self) {
+        let mut dirs = std::mem::take(&mut *self.unsynced.lock().unwrap());
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            if let Err(e) = fs::File::open(&dir).and_then(|d| d.sync_all()) {
+                tracing::warn!(dir = %dir.display(), "cannot sync a directory: {e}");
+            }
+        }
+    }
+
+    /// Makes one spare directory, everything in it synced (but not its entry in `spare/`).
+    fn make_one(&self) -> io::Result<PathBuf> {
+        fs::create_dir_all(&self.dir)?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join(format!("{}-{seq}", std::process::id()));
+        let result = (|| {
+            fs::create_dir(&dir)?;
+            let template = create::template(&self.dir).map_err(io::Error::other)?;
+            let db = dir.join(DB_FILE);
+            write_synced(&db, template)?;
+            write_synced(&create::sidecar(&db, "-wal"), &vec![0; SPARE_WAL_BYTES])?;
+            fs::File::open(&dir)?.sync_all()
+        })();
+        match result {
+            Ok(()) => Ok(dir),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// At start: spares that hold an object's ID go to the object's place; the rest are removed.
+fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(spare_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut moved = false;
+    for entry in entries {
+        let dir = entry?.path();
+        if !dir.is_dir() {
+            // A template being made when the host stopped.
+            fs::remove_file(&dir)?;
+            continue;
+        }
+        let claimed = claimed_by(&dir.join(DB_FILE)).unwrap_or_else(|e| {
+            tracing::warn!(spare = %dir.display(), "unreadable spare database, removing it: {e}");
+            None
+        });
+        let Some(hex) = claimed else {
+            fs::remove_dir_all(&dir)?;
+            continue;
+        };
+        let target = object_dir(data_dir, &hex);
+        if target.exists() {
+            tracing::error!(
+                spare = %dir.display(),
+                object = %target.display(),
+                "a spare holds data of an object that also exists in its place; leaving both \
+                 for an operator to inspect"
+            );
+            continue;
+        }
+        let parent = target.parent().expect("object directories have a parent");
+        for d in create::create_dirs(parent)? {
+            fs::File::open(d)?.sync_all()?;
+        }
+        fs::rename(&dir, &target)?;
+        fs::File::open(parent)?.sync_all()?;
+        tracing::info!(object = %hex, "moved a new object's database from spare/ to its place");
+        moved = true;
+    }
+    if moved {
+        fs::File::open(spare_dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The object ID stored in a spare's database, if it was claimed.
+fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let hex: Option<String> = conn
+        .query_row(
+            "SELECT value FROM _do_meta WHERE key = ?1",
+            [ID_KEY],
+            |row| row.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    match hex {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Ok(Some(hex))
+        }
+        Some(other) => Err(format!("malformed object ID {other:?}").into()),
+        None => Ok(None),
+    }
+}
