@@ -19,7 +19,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub struct Databases {
     data_dir: PathBuf,
     config: StorageConfig,
     spares: Option<Arc<Spares>>,
+    /// The spare-making thread; joined on drop, so no background work outlives this.
+    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Spare object directories, and the thread that makes them.
@@ -51,6 +53,7 @@ struct Spares {
     target: usize,
     seq: AtomicU64,
     worker: Mutex<Option<std::thread::Thread>>,
+    stop: AtomicBool,
 }
 
 impl Databases {
@@ -64,11 +67,18 @@ impl Databases {
             path: dir.clone(),
             source,
         })?;
-        let spares = (spares > 0).then(|| Spares::start(dir, spares));
+        let (spares, worker) = match spares {
+            0 => (None, None),
+            n => {
+                let (spares, worker) = Spares::start(dir, n);
+                (Some(spares), Some(worker))
+            }
+        };
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
             config: config.clone(),
             spares,
+            worker,
         })
     }
 
@@ -101,6 +111,11 @@ impl Databases {
 impl Drop for Databases {
     fn drop(&mut self) {
         if let Some(spares) = self.spares.take() {
+            spares.stop.store(true, Ordering::Release);
+            spares.wake();
+            if let Some(worker) = self.worker.take() {
+                let _ = worker.join();
+            }
             spares.sync_renames();
         }
     }
@@ -116,7 +131,7 @@ fn object_dir(data_dir: &Path, hex: &str) -> PathBuf {
 }
 
 impl Spares {
-    fn start(dir: PathBuf, target: usize) -> Arc<Self> {
+    fn start(dir: PathBuf, target: usize) -> (Arc<Self>, std::thread::JoinHandle<()>) {
         let spares = Arc::new(Spares {
             dir,
             ready: Mutex::new(Vec::new()),
@@ -124,6 +139,7 @@ impl Spares {
             target,
             seq: AtomicU64::new(0),
             worker: Mutex::new(None),
+            stop: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&spares);
         let handle = std::thread::Builder::new()
@@ -131,7 +147,7 @@ impl Spares {
             .spawn(move || Spares::work(weak))
             .expect("spawn the spare-database thread");
         *spares.worker.lock().unwrap() = Some(handle.thread().clone());
-        spares
+        (spares, handle)
     }
 
     /// Moves a ready spare to `object_dir`. `None` if none is ready (or the move failed).
@@ -170,14 +186,22 @@ impl Spares {
         let mut failures = 0u32;
         loop {
             let Some(spares) = weak.upgrade() else { return };
+            if spares.stop.load(Ordering::Acquire) {
+                return;
+            }
             spares.sync_renames();
-            let missing = spares.target.saturating_sub(spares.ready.lock().unwrap().len());
+            let missing = spares
+                .target
+                .saturating_sub(spares.ready.lock().unwrap().len());
             let mut idle = missing == 0;
             if missing > 0 {
                 // Several at once share the sync of `spare/` itself.
                 let mut made = Vec::new();
                 let mut error = None;
                 for _ in 0..missing {
+                    if spares.stop.load(Ordering::Acquire) {
+                        break;
+                    }
                     match spares.make_one() {
                         Ok(dir) => made.push(dir),
                         Err(e) => {
@@ -279,7 +303,7 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
         let dir = entry?.path();
         if !dir.is_dir() {
             // A template being made when the host stopped.
-            fs::remove_file(&dir)?;
+            remove(fs::remove_file(&dir))?;
             continue;
         }
         let claimed = claimed_by(&dir.join(DB_FILE)).unwrap_or_else(|e| {
@@ -287,7 +311,7 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
             None
         });
         let Some(hex) = claimed else {
-            fs::remove_dir_all(&dir)?;
+            remove(fs::remove_dir_all(&dir))?;
             continue;
         };
         let target = object_dir(data_dir, &hex);
@@ -315,12 +339,21 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A removal's result, with "already gone" as success.
+fn remove(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// The object ID stored in a spare's database, if it was claimed.
 fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
     if !db.exists() {
         return Ok(None);
     }
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let hex: Option<String> = conn
         .query_row(
             "SELECT value FROM _do_meta WHERE key = ?1",
@@ -332,7 +365,9 @@ fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
             e => Err(e),
         })?;
     match hex {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
             Ok(Some(hex))
         }
         Some(other) => Err(format!("malformed object ID {other:?}").into()),

@@ -350,9 +350,13 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     exec(&mut s, "CREATE TABLE t (a); INSERT INTO t VALUES (42)", &[]).unwrap();
     s.finish_event(true).unwrap();
     let job = s.take_sync().unwrap();
-    assert!(job.new_dirs.is_empty(), "a spare's files and entries are already durable");
+    assert!(
+        job.new_dirs.is_empty(),
+        "a spare's files and entries are already durable"
+    );
     job.run().unwrap();
     drop(s);
+    wait_for_spares(&dbs);
     drop(dbs);
     // A power loss before the rename reached the disk: the directory is back in spare/.
     let spare_dir = data.path().join("spare");
@@ -360,7 +364,10 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     let unclaimed = std::fs::read_dir(&spare_dir).unwrap().count() - 1;
     assert_eq!(unclaimed, 2, "the ready spares are still there");
     let dbs = Databases::open_dir(data.path(), &config).unwrap();
-    assert!(path.exists(), "the claimed spare went back to its object's place");
+    assert!(
+        path.exists(),
+        "the claimed spare went back to its object's place"
+    );
     let mut s = dbs.open(&id).unwrap();
     s.begin_event(None).unwrap();
     let rows = exec(&mut s, "SELECT a FROM t", &[]).unwrap().rows;
@@ -372,7 +379,11 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "old unclaimed spares removed, new ones made: {names:?}");
+    assert_eq!(
+        names.len(),
+        2,
+        "old unclaimed spares removed, new ones made: {names:?}"
+    );
 }
 
 #[test]
@@ -391,6 +402,10 @@ fn without_spares_new_objects_are_created_on_demand() {
     exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
     s.finish_event(true).unwrap();
     let job = s.take_sync().unwrap();
-    assert!(job.new_dirs.len() >= 3, "file, object, shard dirs: {:?}", job.new_dirs);
+    assert!(
+        job.new_dirs.len() >= 3,
+        "file, object, shard dirs: {:?}",
+        job.new_dirs
+    );
     assert!(!data.path().join("spare").exists());
 }
