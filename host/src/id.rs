@@ -14,34 +14,31 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+// ID_LEN (32) is also the length of the host key.
+use dohost_wire::{ID_LEN, encode_id_hex, parse_id_hex};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-/// Bytes of an ID, and of the key that mints them.
-const ID_LEN: usize = 32;
+/// The rules for names and the shape of the hex form live in `dohost-wire` (pure, fuzzed).
+pub use dohost_wire::{IdFormatError, MAX_NAME_LEN, NameError, validate_name};
+
 /// Bytes of the tag at the end of an ID.
 const TAG_LEN: usize = 8;
-/// Longest object name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 256;
 
 /// Why an ID or name was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
-    #[error("an object ID is exactly 64 lower-case hex digits; got {0} characters")]
-    BadLength(usize),
-    #[error("an object ID is lower-case hex (0-9, a-f); found {0:?}")]
-    NotHex(char),
+    /// Not 64 lower-case hex digits.
+    #[error(transparent)]
+    Format(#[from] IdFormatError),
     #[error(
         "not an ID of class {0:?} on this host (wrong class, mistyped, or minted with another key)"
     )]
     ForeignId(String),
-    #[error("object names are 1 to {MAX_NAME_LEN} bytes; got {0}")]
-    BadNameLength(usize),
-    #[error("object names may not contain control characters")]
-    ControlCharInName,
-    #[error("object names may not be \".\" or \"..\"")]
-    DotName,
+    /// Not a valid object name.
+    #[error(transparent)]
+    Name(#[from] NameError),
 }
 
 /// Failure to load or create the host key.
@@ -60,7 +57,7 @@ pub struct ObjectId([u8; ID_LEN]);
 impl ObjectId {
     /// The 64-digit lower-case hex form, used in URLs and file names.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        encode_id_hex(&self.0)
     }
 }
 
@@ -136,14 +133,7 @@ impl IdMinter {
 
     /// Parses the hex form. Accepts exactly 64 lower-case hex digits whose tag matches `class`.
     pub fn parse(&self, class: &str, text: &str) -> Result<ObjectId, IdError> {
-        if text.len() != ID_LEN * 2 {
-            return Err(IdError::BadLength(text.chars().count()));
-        }
-        if let Some(c) = text.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
-            return Err(IdError::NotHex(c));
-        }
-        let mut bytes = [0u8; ID_LEN];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| IdError::BadLength(text.len()))?;
+        let bytes = parse_id_hex(text)?;
         let expected = self.finish(class, &bytes[..ID_LEN - TAG_LEN]);
         // Constant-time comparison is not needed for secrecy here (the tag only prevents
         // mistakes and guessing), but it costs nothing.
@@ -172,20 +162,6 @@ impl IdMinter {
         }
         mac.finalize().into_bytes().into()
     }
-}
-
-/// Checks an object name: 1..=256 bytes of UTF-8, no control characters, not `.` or `..`.
-pub fn validate_name(name: &str) -> Result<(), IdError> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(IdError::BadNameLength(name.len()));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(IdError::ControlCharInName);
-    }
-    if name == "." || name == ".." {
-        return Err(IdError::DotName);
-    }
-    Ok(())
 }
 
 fn hmac_eq(a: &[u8], b: &[u8]) -> bool {
@@ -260,12 +236,16 @@ mod tests {
 
     #[test]
     fn names_are_validated() {
-        assert!(validate_name("lobby").is_ok());
-        assert!(validate_name("spaces and ünïcode").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("..").is_err());
-        assert!(validate_name("a\0b").is_err());
-        assert!(validate_name(&"x".repeat(257)).is_err());
+        let m = minter();
+        assert!(m.from_name("room", "spaces and ünïcode").is_ok());
+        assert_eq!(
+            m.from_name("room", ".."),
+            Err(IdError::Name(NameError::DotName))
+        );
+        assert_eq!(
+            m.from_name("room", "").unwrap_err().to_string(),
+            "object names are 1 to 256 bytes; got 0"
+        );
     }
 
     #[test]

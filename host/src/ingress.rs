@@ -9,7 +9,8 @@
 //! - Any other first segment starting with `_` is reserved for the host (404).
 //!
 //! Names and IDs only ever reach the filesystem as the hex of a validated ID, so no URL can
-//! name a path outside the data directory.
+//! name a path outside the data directory. The path parsing itself is `dohost_wire::route`
+//! (pure, fuzzed by `tests/fuzz`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dohost_wire::{Route, RouteError, route};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
@@ -28,7 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::bindings::http_types::{Request, Response};
-use crate::id::{IdError, validate_name};
+use crate::id::IdError;
 use crate::object::{EventError, EventKind, Reply};
 use crate::registry::{DispatchError, ObjectRegistry};
 
@@ -104,94 +106,13 @@ impl From<IdError> for IngressError {
     }
 }
 
-/// Where a request goes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `/<name>/<rest>`
-    Named { name: String, rest: String },
-    /// `/_id/<hex>/<rest>`
-    ById { hex: String, rest: String },
-    /// `/_new`
-    NewId,
-}
-
-const USAGE: &str = "no object in the URL: use /<name>/<path> or /_id/<hex id>/<path> \
-                     (POST /_new mints a unique ID)";
-
-/// Parses a request path (still percent-encoded) into a route. `rest` starts with `/`.
-pub fn route(path: &str) -> Result<Route, IngressError> {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    let (first, rest) = split_segment(path);
-    if first.is_empty() {
-        return Err(IngressError::NotFound(USAGE.into()));
-    }
-    if first == "_id" {
-        let (hex, rest) = split_segment(rest.strip_prefix('/').unwrap_or(""));
-        if hex.is_empty() {
-            return Err(IngressError::BadRequest(
-                "missing object ID after /_id/".into(),
-            ));
-        }
-        return Ok(Route::ById {
-            hex: hex.to_string(),
-            rest: rest_path(rest),
-        });
-    }
-    if first == "_new" {
-        return Ok(Route::NewId);
-    }
-    if first.starts_with('_') {
-        return Err(IngressError::NotFound(format!(
-            "/{first} is reserved for the host; object names cannot start with '_'"
-        )));
-    }
-    let name = percent_decode(first)?;
-    validate_name(&name)?;
-    Ok(Route::Named {
-        name,
-        rest: rest_path(rest),
-    })
-}
-
-fn split_segment(path: &str) -> (&str, &str) {
-    match path.find('/') {
-        Some(i) => (&path[..i], &path[i..]),
-        None => (path, ""),
-    }
-}
-
-fn rest_path(rest: &str) -> String {
-    if rest.is_empty() {
-        "/".into()
-    } else {
-        rest.to_string()
-    }
-}
-
-/// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(segment: &str) -> Result<String, IngressError> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let byte = hex
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    IngressError::BadRequest("malformed %-escape in the object name".into())
-                })?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+impl From<RouteError> for IngressError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotFound(message) => IngressError::NotFound(message),
+            RouteError::BadRequest(message) => IngressError::BadRequest(message),
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| IngressError::BadRequest("object names must be UTF-8".into()))
 }
 
 /// Settings of the HTTP ingress.
@@ -439,47 +360,22 @@ fn plain(status: StatusCode, kind: &'static str, message: &str) -> HttpResponse 
 mod tests {
     use super::*;
 
-    fn named(name: &str, rest: &str) -> Route {
-        Route::Named {
-            name: name.into(),
-            rest: rest.into(),
+    fn route_status(path: &str) -> StatusCode {
+        IngressError::from(route(path).unwrap_err()).status()
+    }
+
+    /// The routes themselves are tested in `dohost-wire`; here, the statuses they map to.
+    #[test]
+    fn route_errors_keep_their_status() {
+        for path in ["/", "/_x", "/_"] {
+            assert_eq!(route_status(path), StatusCode::NOT_FOUND, "{path}");
         }
-    }
-
-    #[test]
-    fn routes() {
-        assert_eq!(route("/lobby/join").unwrap(), named("lobby", "/join"));
-        assert_eq!(route("/lobby").unwrap(), named("lobby", "/"));
-        assert_eq!(route("/lobby/").unwrap(), named("lobby", "/"));
-        assert_eq!(route("/a%20b/x/y").unwrap(), named("a b", "/x/y"));
-        assert_eq!(route("/_new").unwrap(), Route::NewId);
-        assert_eq!(
-            route("/_id/abc/x").unwrap(),
-            Route::ById {
-                hex: "abc".into(),
-                rest: "/x".into()
-            }
-        );
-    }
-
-    #[test]
-    fn rejects_bad_names() {
-        for path in [
-            "/",
-            "/..",
-            "/%2e%2e/x",
-            "/%2E%2E",
-            "/.",
-            "/a%00b",
-            "/%zz",
-            "/%ff",
-            "/_x",
-            "/_id/",
-        ] {
-            let err = route(path).unwrap_err();
-            assert!(matches!(err.status().as_u16(), 400 | 404), "{path}: {err}");
+        for path in ["/..", "/%2e%2e/x", "/a%00b", "/%zz", "/%ff", "/_id/"] {
+            assert_eq!(route_status(path), StatusCode::BAD_REQUEST, "{path}");
         }
         let long = format!("/{}", "n".repeat(300));
-        assert_eq!(route(&long).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        let err = IngressError::from(route(&long).unwrap_err());
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(err.to_string(), "object names are 1 to 256 bytes; got 300");
     }
 }

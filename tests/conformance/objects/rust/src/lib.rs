@@ -7,6 +7,7 @@
 use dohost_sdk::{
     AlarmInfo, Ctx, Error, FetchError, Object, Request, Response, Result, SqlError, Value,
 };
+use dohost_wire::{TypedValue, hex};
 use serde_json::{Value as Json, json};
 
 struct Conformance {
@@ -129,14 +130,15 @@ impl Conformance {
                     }
                 }
                 if let Some(body) = step.get("body").and_then(Json::as_str) {
-                    request = request
-                        .with_body(unhex(body).ok_or_else(|| Error::msg("body is not hex"))?);
+                    request = request.with_body(
+                        hex::decode(body).map_err(|e| Error::msg(format!("body: {e}")))?,
+                    );
                 }
                 match self.ctx.fetch(request) {
                     Ok(resp) => json!({ "ok": {
                         "status": resp.status(),
                         "headers": resp.headers(),
-                        "body": hex(resp.body()),
+                        "body": hex::encode(resp.body()),
                     }}),
                     Err(Error::Fetch(e)) => {
                         json!({ "err": { "kind": fetch_kind(&e), "message": e.message() } })
@@ -203,7 +205,7 @@ fn echo(req: &Request) -> Json {
         "path": req.path(),
         "query": req.query(),
         "headers": req.headers(),
-        "body": hex(req.body()),
+        "body": hex::encode(req.body()),
     })
 }
 
@@ -232,61 +234,25 @@ fn sql_kind(e: &SqlError) -> &'static str {
     }
 }
 
-/// Typed value encoding (SPEC.md): integers as decimal strings, non-finite reals as strings,
-/// blobs as lower-case hex.
+/// Typed value encoding (SPEC.md), shared with the host's fuzz targets: `dohost-wire`.
 fn encode_value(value: &Value) -> Json {
-    match value {
-        Value::Null => json!({ "type": "null" }),
-        Value::Integer(i) => json!({ "type": "integer", "value": i.to_string() }),
-        Value::Real(f) if f.is_nan() => json!({ "type": "real", "value": "NaN" }),
-        Value::Real(f) if f.is_infinite() => {
-            json!({ "type": "real", "value": if *f > 0.0 { "Infinity" } else { "-Infinity" } })
-        }
-        Value::Real(f) => json!({ "type": "real", "value": f }),
-        Value::Text(t) => json!({ "type": "text", "value": t }),
-        Value::Blob(b) => json!({ "type": "blob", "value": hex(b) }),
-    }
+    dohost_wire::encode(&match value {
+        Value::Null => TypedValue::Null,
+        Value::Integer(i) => TypedValue::Integer(*i),
+        Value::Real(f) => TypedValue::Real(*f),
+        Value::Text(t) => TypedValue::Text(t.clone()),
+        Value::Blob(b) => TypedValue::Blob(b.clone()),
+    })
 }
 
 fn decode_value(json: &Json) -> Result<Value> {
-    let bad = || Error::msg(format!("bad typed value {json}"));
-    let value = json.get("value");
-    Ok(
-        match json.get("type").and_then(Json::as_str).ok_or_else(bad)? {
-            "null" => Value::Null,
-            "integer" => Value::Integer(
-                value
-                    .and_then(Json::as_str)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(bad)?,
-            ),
-            "real" => Value::Real(match value.ok_or_else(bad)? {
-                Json::String(s) if s == "NaN" => f64::NAN,
-                Json::String(s) if s == "Infinity" => f64::INFINITY,
-                Json::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
-                v => v.as_f64().ok_or_else(bad)?,
-            }),
-            "text" => Value::Text(value.and_then(Json::as_str).ok_or_else(bad)?.to_string()),
-            "blob" => {
-                Value::Blob(unhex(value.and_then(Json::as_str).ok_or_else(bad)?).ok_or_else(bad)?)
-            }
-            _ => return Err(bad()),
-        },
-    )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    Ok(match dohost_wire::decode(json).map_err(Error::msg)? {
+        TypedValue::Null => Value::Null,
+        TypedValue::Integer(i) => Value::Integer(i),
+        TypedValue::Real(f) => Value::Real(f),
+        TypedValue::Text(t) => Value::Text(t),
+        TypedValue::Blob(b) => Value::Blob(b),
+    })
 }
 
 dohost_sdk::export!(Conformance);
