@@ -67,6 +67,13 @@ impl Databases {
             path: dir.clone(),
             source,
         })?;
+        // All 256 shard directories up front: no new object waits for a `mkdir` of its shard
+        // or a sync of the new entry.
+        let objects = data_dir.join("objects");
+        make_shards(&objects).map_err(|source| StorageError::CreateDir {
+            path: objects,
+            source,
+        })?;
         let (spares, worker) = match spares {
             0 => (None, None),
             n => {
@@ -335,6 +342,27 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
     }
     if moved {
         fs::File::open(spare_dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Makes the shard directories `objects/00` to `objects/ff` that are missing, and syncs the
+/// entries it made.
+fn make_shards(objects: &Path) -> io::Result<()> {
+    let mut new_dirs = create::create_dirs(objects)?;
+    let mut made = false;
+    for shard in 0..=255u8 {
+        match fs::create_dir(objects.join(format!("{shard:02x}"))) {
+            Ok(()) => made = true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if made {
+        new_dirs.push(objects.to_path_buf());
+    }
+    for dir in new_dirs {
+        fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }

@@ -401,11 +401,23 @@ fn without_spares_new_objects_are_created_on_demand() {
     s.begin_event(None).unwrap();
     exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
     s.finish_event(true).unwrap();
-    let job = s.take_sync().unwrap();
-    assert!(
-        job.new_dirs.len() >= 3,
-        "file, object, shard dirs: {:?}",
-        job.new_dirs
+    let mut job = s.take_sync().unwrap();
+    job.new_dirs.sort();
+    let object_dir = database_path(data.path(), &id)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let shard = object_dir.parent().unwrap().to_path_buf();
+    assert_eq!(
+        job.new_dirs,
+        vec![shard, object_dir],
+        "the object's entry and its file's"
     );
     assert!(!data.path().join("spare").exists());
+    let shards = std::fs::read_dir(data.path().join("objects")).unwrap();
+    assert_eq!(
+        shards.count(),
+        256,
+        "all shard directories are made up front"
+    );
 }
