@@ -11,7 +11,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 // ID_LEN (32) is also the length of the host key.
@@ -110,7 +109,7 @@ impl IdMinter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; ID_LEN];
                 rand::rng().fill_bytes(&mut key);
-                write_new_file(path, &key).map_err(err)?;
+                crate::storage::write_new_synced(path, &key).map_err(err)?;
                 Ok(Self { key })
             }
             Err(e) => Err(err(e)),
@@ -166,17 +165,6 @@ impl IdMinter {
 
 fn hmac_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

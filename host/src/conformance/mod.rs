@@ -522,8 +522,15 @@ async fn wait_for(addr: std::net::SocketAddr, step: &Json, vars: &mut Vars) -> a
     }
 }
 
-/// `{"file": {"of": NAME | "path": REL, "exists": BOOL}}`
+/// `{"file": {"of": NAME | "path": REL, "exists": BOOL}}` or `{"file": {"databases": N}}`
 fn check_file(spec: &Json, data_dir: &Path, minter: &IdMinter, class: &str) -> anyhow::Result<()> {
+    if let Some(want) = spec.get("databases").and_then(Json::as_u64) {
+        let found = count_databases(&data_dir.join("objects"));
+        if found != want {
+            bail!("expected {want} object database(s) in the data directory, found {found}");
+        }
+        return Ok(());
+    }
     let path = if let Some(name) = spec.get("of").and_then(Json::as_str) {
         database_path(data_dir, &minter.from_name(class, name)?)
     } else {
@@ -542,4 +549,22 @@ fn check_file(spec: &Json, data_dir: &Path, minter: &IdMinter, class: &str) -> a
         );
     }
     Ok(())
+}
+
+/// Object database files under `dir` (at any depth).
+fn count_databases(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                count_databases(&path)
+            } else {
+                u64::from(path.extension().is_some_and(|e| e == "sqlite3"))
+            }
+        })
+        .sum()
 }

@@ -95,6 +95,17 @@ pub(super) fn write_new(path: &Path, template: &[u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Writes `bytes` to a new file at `path` (private to the host's user) and syncs it.
+pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Whether the file at `path` is a template write that never fully reached the disk: shorter
 /// than the template, or with some of the template's pages zeros, and otherwise the template.
 /// An empty file is not unfinished (SQLite opens it as a new database).

@@ -24,6 +24,7 @@ use std::time::Instant;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStatus};
 
+pub(crate) use self::create::write_new_synced;
 use self::security::GuestMode;
 pub use self::security::{RESERVED_PREFIX, is_reserved};
 pub use self::spares::{Databases, database_path};

@@ -17,7 +17,7 @@
 //! removed then.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -273,8 +273,8 @@ impl Spares {
             fs::create_dir(&dir)?;
             let template = create::template(&self.dir).map_err(io::Error::other)?;
             let db = dir.join(DB_FILE);
-            write_synced(&db, template)?;
-            write_synced(&create::sidecar(&db, "-wal"), &vec![0; SPARE_WAL_BYTES])?;
+            create::write_new_synced(&db, template)?;
+            create::write_new_synced(&create::sidecar(&db, "-wal"), &vec![0; SPARE_WAL_BYTES])?;
             fs::File::open(&dir)?.sync_all()
         })();
         match result {
@@ -285,17 +285,6 @@ impl Spares {
             }
         }
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// At start: spares that hold an object's ID go to the object's place; the rest are removed.
