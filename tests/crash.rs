@@ -1,6 +1,7 @@
-//! Crash safety: write load on several objects, SIGKILL at random moments (50 times), restart,
-//! and check that every acknowledged write survived, no event is half-applied, every database
-//! passes `PRAGMA integrity_check`, and alarms set before the crashes still fire.
+//! Crash safety: write load on several objects and on a stream of new objects, SIGKILL at random
+//! moments (50 times; `DOHOST_CRASH_KILLS=N` or `scripts/soak N` for more), restart, and check
+//! that every acknowledged write survived, no event is half-applied, every database passes
+//! `PRAGMA integrity_check`, and alarms set before the crashes still fire.
 
 mod support;
 
@@ -13,7 +14,15 @@ use serde_json::json;
 use support::{Client, Host, guest, object_databases};
 
 const OBJECTS: usize = 4;
+/// SIGKILLs in the test suite; `DOHOST_CRASH_KILLS` asks for more (a soak).
 const KILLS: usize = 50;
+
+fn kills() -> usize {
+    std::env::var("DOHOST_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(KILLS, |n: usize| n.max(1))
+}
 
 /// A small deterministic generator (no extra dependency): xorshift64.
 struct Rng(u64);
@@ -47,12 +56,15 @@ fn acknowledged_writes_survive_sigkill() {
         | 1;
     println!("seed {seed}");
     let mut rng = Rng(seed);
+    let kills = kills();
     let acked: Arc<Mutex<Vec<HashSet<u64>>>> = Arc::new(Mutex::new(vec![HashSet::new(); OBJECTS]));
+    // First writes to new objects (spare databases claimed, files created) while being killed.
+    let acked_new: Arc<Mutex<Vec<u64>>> = Arc::default();
     let mut next_id = 0u64;
     let mut alarm_at = 0i64;
-    for round in 0..KILLS {
+    for round in 0..kills {
         let host = Host::start(&component, data.path(), &[]);
-        if round == KILLS / 2 {
+        if round == kills / 2 {
             // An alarm set halfway must still fire after all the crashes that follow.
             alarm_at = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -66,6 +78,21 @@ fn acknowledged_writes_survive_sigkill() {
             assert_eq!(response.status, 200);
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let creator = {
+            let (acked_new, stop, addr) = (acked_new.clone(), stop.clone(), host.addr);
+            let first = next_id + 9_000_000;
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let mut n = first;
+                while !stop.load(Ordering::Relaxed) {
+                    match client.try_post_json(&format!("/new{n}/run"), &event(n)) {
+                        Ok(r) if r.status == 200 => acked_new.lock().unwrap().push(n),
+                        _ => break,
+                    }
+                    n += 1;
+                }
+            })
+        };
         let writers: Vec<_> = (0..OBJECTS)
             .map(|o| {
                 let (acked, stop, addr) = (acked.clone(), stop.clone(), host.addr);
@@ -96,6 +123,7 @@ fn acknowledged_writes_survive_sigkill() {
         for w in writers {
             let _ = w.join();
         }
+        let _ = creator.join();
     }
 
     // Restart once more and check through the host.
@@ -129,7 +157,23 @@ fn acknowledged_writes_survive_sigkill() {
             "object o{o} lost acknowledged writes: {lost:?}"
         );
     }
-    println!("{total} acknowledged writes, all present after {KILLS} SIGKILLs");
+    let acked_new = acked_new.lock().unwrap();
+    assert!(!acked_new.is_empty(), "no new object was ever acknowledged");
+    for n in acked_new.iter() {
+        let response = client.post_json(
+            &format!("/new{n}/run"),
+            &json!({ "steps": [{ "op": "exec", "query": "SELECT count(*) FROM w" }] }),
+        );
+        let rows = &response.json()["results"][0]["ok"]["rows"];
+        assert_eq!(
+            rows[0][0]["value"], "2",
+            "new object new{n} lost its first write"
+        );
+    }
+    println!(
+        "{total} acknowledged writes and {} new objects, all present after {kills} SIGKILLs",
+        acked_new.len()
+    );
 
     // The alarm set before half of the crashes fires.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -198,6 +198,42 @@ fn other_objects_keep_answering_during_an_attack() {
 }
 
 #[test]
+fn a_huge_result_set_is_refused_and_the_object_keeps_working() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    // About 200 MB of rows, over the 64 MiB a result may hold: refused as it grows.
+    let huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 200000) \
+                SELECT x, zeroblob(1000) FROM c";
+    let started = Instant::now();
+    let results = host
+        .client()
+        .run(
+            "greedy",
+            json!([
+                { "op": "exec", "query": huge },
+                { "op": "exec", "query": "SELECT 42" },
+            ]),
+        )
+        .results();
+    assert_eq!(results[0]["err"]["kind"], "too-big", "{}", results[0]);
+    assert_eq!(
+        results[1]["ok"]["rows"][0][0]["value"], "42",
+        "the event goes on"
+    );
+    println!("refused in {:?}", started.elapsed());
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", host.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 512 * 1024,
+        "peak RSS {rss_kib} KiB: the result was not cut off"
+    );
+}
+
+#[test]
 fn guests_cannot_reach_host_files_environment_or_network() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("sandbox-probe"), data.path(), &[]);

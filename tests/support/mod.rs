@@ -124,6 +124,11 @@ impl Host {
             .unwrap_or(0)
     }
 
+    /// The host process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
