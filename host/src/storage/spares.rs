@@ -70,6 +70,16 @@ impl Databases {
         // All 256 shard directories up front: no new object waits for a `mkdir` of its shard
         // or a sync of the new entry.
         let objects = data_dir.join("objects");
+        let moved = migrate_flat_layout(&objects).map_err(|source| StorageError::Create {
+            path: objects.clone(),
+            source,
+        })?;
+        if moved > 0 {
+            tracing::info!(
+                "moved {moved} object database(s) from objects/<2 hex>/<id>.sqlite3 (dohost \
+                 before 2026-11-27) to objects/<2 hex>/<id>/db.sqlite3"
+            );
+        }
         make_shards(&objects).map_err(|source| StorageError::CreateDir {
             path: objects,
             source,
@@ -335,8 +345,56 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Marks a data directory whose object databases are in the current layout.
+const LAYOUT_MARKER: &str = ".layout-2";
+
+/// Moves databases of the first layout (`objects/<2 hex>/<64 hex>.sqlite3`, plus `-wal`) to
+/// `objects/<2 hex>/<64 hex>/db.sqlite3`, once per data directory (then [`LAYOUT_MARKER`]
+/// says it is done). Each WAL moves before its database, and the marker is written last, so
+/// an interrupted migration simply runs again at the next start.
+fn migrate_flat_layout(objects: &Path) -> io::Result<usize> {
+    let marker = objects.join(LAYOUT_MARKER);
+    if marker.exists() || !objects.is_dir() {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    for shard in fs::read_dir(objects)? {
+        let shard = shard?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        let mut changed = false;
+        for file in fs::read_dir(&shard)? {
+            let file = file?.path();
+            let Some(hex) = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sqlite3"))
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            else {
+                continue;
+            };
+            let dir = shard.join(hex);
+            fs::create_dir_all(&dir)?;
+            let wal = create::sidecar(&file, "-wal");
+            if wal.exists() {
+                fs::rename(&wal, create::sidecar(&dir.join(DB_FILE), "-wal"))?;
+            }
+            remove(fs::remove_file(create::sidecar(&file, "-shm")))?;
+            fs::rename(&file, dir.join(DB_FILE))?;
+            fs::File::open(&dir)?.sync_all()?;
+            changed = true;
+            moved += 1;
+        }
+        if changed {
+            fs::File::open(&shard)?.sync_all()?;
+        }
+    }
+    Ok(moved)
+}
+
 /// Makes the shard directories `objects/00` to `objects/ff` that are missing, and syncs the
-/// entries it made.
+/// entries it made, and marks the directory as in the current layout.
 fn make_shards(objects: &Path) -> io::Result<()> {
     let mut new_dirs = create::create_dirs(objects)?;
     let mut made = false;
@@ -346,6 +404,11 @@ fn make_shards(objects: &Path) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
+    }
+    let marker = objects.join(LAYOUT_MARKER);
+    if !marker.exists() {
+        create::write_new_synced(&marker, b"objects/<2 hex>/<64 hex>/db.sqlite3\n")?;
+        made = true;
     }
     if made {
         new_dirs.push(objects.to_path_buf());

@@ -415,9 +415,49 @@ fn without_spares_new_objects_are_created_on_demand() {
     );
     assert!(!data.path().join("spare").exists());
     let shards = std::fs::read_dir(data.path().join("objects")).unwrap();
-    assert_eq!(
-        shards.count(),
-        256,
-        "all shard directories are made up front"
-    );
+    let shards = shards
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(shards, 256, "all shard directories are made up front");
+}
+
+#[test]
+fn databases_of_the_first_layout_are_moved_into_object_directories() {
+    let (old, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let id = crate::id::IdMinter::with_key([7; 32])
+        .from_name("c", "room")
+        .unwrap();
+    let hex = id.to_hex();
+    let flat = data.path().join("objects").join(&hex[..2]);
+    std::fs::create_dir_all(&flat).unwrap();
+    // A live database of the first layout, its last commit still in the WAL (as after a
+    // crash): copy the files while the connection is open.
+    let mut s = SqlStore::open(&old.path().join("db.sqlite3"), &StorageConfig::default()).unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a); INSERT INTO t VALUES (7)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    s.sync().unwrap();
+    for (from, to) in [
+        ("db.sqlite3", ".sqlite3"),
+        ("db.sqlite3-wal", ".sqlite3-wal"),
+    ] {
+        std::fs::copy(old.path().join(from), flat.join(format!("{hex}{to}"))).unwrap();
+    }
+    drop(s);
+    let config = StorageConfig {
+        spare_databases: 0,
+        ..StorageConfig::default()
+    };
+    let dbs = Databases::open_dir(data.path(), &config).unwrap();
+    assert!(!flat.join(format!("{hex}.sqlite3")).exists());
+    let mut s = dbs.open(&id).unwrap();
+    s.begin_event(None).unwrap();
+    let rows = exec(&mut s, "SELECT a FROM t", &[]).unwrap().rows;
+    assert_eq!(format!("{rows:?}"), "[[Value::Integer(7)]]");
+    s.finish_event(true).unwrap();
+    drop(s);
+    drop(dbs);
+    // Done once: the marker stops a second scan.
+    assert!(data.path().join("objects/.layout-2").exists());
+    Databases::open_dir(data.path(), &config).unwrap();
 }
