@@ -10,8 +10,8 @@ mod support;
 
 use std::process::Command;
 
-use serde_json::{Value as Json, json};
-use support::{exec, serve};
+use serde_json::json;
+use support::serve;
 
 const GAME_ROOM: &str = "guest-examples/go/game-room";
 const COUNTER: &str = "guest-examples/go/counter";
@@ -52,70 +52,24 @@ fn counter_increments_reads_and_resets() {
 fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
     let served = serve(CONFORMANCE);
     let host = &served.host;
-    host.client()
-        .run("t", json!([exec("CREATE TABLE items (x INTEGER)")]))
-        .results();
-    let cases = [
-        // A returned error is the WIT err: the host answers 500 with its text.
-        (
-            json!({ "op": "fail", "message": "no thanks" }),
-            "object-error",
-        ),
-        // A panic is not recovered: the Go runtime exits, which traps the instance.
-        (json!({ "op": "trap" }), "object-trapped"),
-    ];
-    for (failing, kind) in cases {
-        let response = host.client().run(
-            "t",
-            json!([
-                exec("INSERT INTO items VALUES (1)"),
-                { "op": "alarmSet", "at": 4_102_444_800_000i64 },
-                failing,
-            ]),
-        );
-        assert_eq!(response.status, 500, "{failing}: {}", response.text());
-        assert_eq!(response.header("x-dohost-error"), Some(kind), "{failing}");
-        let after = host
-            .client()
-            .run(
-                "t",
-                json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
-            )
-            .results();
-        assert_eq!(
-            after[0]["ok"]["rows"],
-            json!([[{ "type": "integer", "value": "0" }]]),
-            "{failing} rolled back the insert"
-        );
-        assert_eq!(
-            after[1]["ok"],
-            Json::Null,
-            "{failing} rolled back the alarm"
-        );
-    }
-    let response = host
-        .client()
-        .run("t", json!([{ "op": "fail", "message": "no thanks" }]));
-    assert!(response.text().contains("no thanks"), "{}", response.text());
+    support::check_failed_events_roll_back(
+        host,
+        &[
+            // A returned error is the WIT err: the host answers 500 with its text.
+            (
+                json!({ "op": "fail", "message": "no thanks" }),
+                "object-error",
+                "no thanks",
+            ),
+            // A panic is not recovered: the Go runtime exits, which traps the instance.
+            (json!({ "op": "trap" }), "object-trapped", ""),
+        ],
+    );
     // The panic and its goroutine trace went to the host's log.
     let log = host.log();
     assert!(
         log.contains("panic: conformance object: trap requested"),
         "{log}"
-    );
-    let last = host
-        .client()
-        .run(
-            "t",
-            json!([
-                exec("INSERT INTO items VALUES (2)"),
-                exec("SELECT x FROM items")
-            ]),
-        )
-        .results();
-    assert_eq!(
-        last[1]["ok"]["rows"],
-        json!([[{ "type": "integer", "value": "2" }]])
     );
 }
 

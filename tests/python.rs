@@ -6,8 +6,8 @@
 
 mod support;
 
-use serde_json::{Value as Json, json};
-use support::{exec, serve};
+use serde_json::json;
+use support::serve;
 
 const GAME_ROOM: &str = "guest-examples/python/game-room";
 const COUNTER: &str = "guest-examples/python/counter";
@@ -42,71 +42,27 @@ fn counter_increments_reads_and_resets() {
 fn a_python_exception_rolls_back_the_event_and_the_next_request_works() {
     let served = serve(CONFORMANCE);
     let host = &served.host;
-    host.client()
-        .run("t", json!([exec("CREATE TABLE items (x INTEGER)")]))
-        .results();
     let too_big = json!({ "op": "exec", "query": "SELECT ?",
                           "params": [{ "type": "integer", "value": "9223372036854775808" }] });
-    let cases = [
-        // `fail` raises dohost.ObjectError: the message is the error, as is.
-        (
-            json!({ "op": "fail", "message": "no thanks" }),
-            "object-error",
-            "no thanks",
-        ),
-        // Any other exception fails the event with its type and message.
-        (too_big, "object-error", "OverflowError"),
-        // `trap` raises SystemExit, which the SDK lets escape: a real trap.
-        (json!({ "op": "trap" }), "object-trapped", "trap"),
-    ];
-    for (failing, kind, message) in cases {
-        let response = host.client().run(
-            "t",
-            json!([
-                exec("INSERT INTO items VALUES (1)"),
-                { "op": "alarmSet", "at": 4_102_444_800_000i64 },
-                failing,
-            ]),
-        );
-        assert_eq!(response.status, 500, "{failing}: {}", response.text());
-        assert_eq!(response.header("x-dohost-error"), Some(kind), "{failing}");
-        assert!(response.text().contains(message), "{}", response.text());
-        let after = host
-            .client()
-            .run(
-                "t",
-                json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
-            )
-            .results();
-        assert_eq!(
-            after[0]["ok"]["rows"],
-            json!([[{ "type": "integer", "value": "0" }]]),
-            "{failing} rolled back the insert"
-        );
-        assert_eq!(
-            after[1]["ok"],
-            Json::Null,
-            "{failing} rolled back the alarm"
-        );
-    }
+    support::check_failed_events_roll_back(
+        host,
+        &[
+            // `fail` raises dohost.ObjectError: the message is the error, as is.
+            (
+                json!({ "op": "fail", "message": "no thanks" }),
+                "object-error",
+                "no thanks",
+            ),
+            // Any other exception fails the event with its type and message.
+            (too_big, "object-error", "OverflowError"),
+            // `trap` raises SystemExit, which the SDK lets escape: a real trap.
+            (json!({ "op": "trap" }), "object-trapped", "trap"),
+        ],
+    );
     // The OverflowError's traceback went to the host's log.
     let log = host.log();
     assert!(
         log.contains("Traceback") && log.contains("OverflowError"),
         "{log}"
-    );
-    let last = host
-        .client()
-        .run(
-            "t",
-            json!([
-                exec("INSERT INTO items VALUES (2)"),
-                exec("SELECT x FROM items")
-            ]),
-        )
-        .results();
-    assert_eq!(
-        last[1]["ok"]["rows"],
-        json!([[{ "type": "integer", "value": "2" }]])
     );
 }

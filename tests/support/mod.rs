@@ -522,6 +522,61 @@ pub fn count_rows(host: &Host, object: &str, table: &str) -> i64 {
         .expect("an integer")
 }
 
+/// The failure contract of every SDK's conformance object: for each `(step, kind, text)`, an
+/// event that inserts a row, sets an alarm and then runs the failing `step` answers 500 with
+/// `x-dohost-error: kind` and a body containing `text`, and leaves neither the row nor the
+/// alarm behind; afterwards the object serves the next event normally.
+pub fn check_failed_events_roll_back(host: &Host, cases: &[(serde_json::Value, &str, &str)]) {
+    use serde_json::{Value as Json, json};
+    host.client()
+        .run("t", json!([exec("CREATE TABLE items (x INTEGER)")]))
+        .results();
+    for (failing, kind, text) in cases {
+        let response = host.client().run(
+            "t",
+            json!([
+                exec("INSERT INTO items VALUES (1)"),
+                { "op": "alarmSet", "at": 4_102_444_800_000i64 },
+                failing,
+            ]),
+        );
+        assert_eq!(response.status, 500, "{failing}: {}", response.text());
+        assert_eq!(response.header("x-dohost-error"), Some(*kind), "{failing}");
+        assert!(response.text().contains(text), "{}", response.text());
+        let after = host
+            .client()
+            .run(
+                "t",
+                json!([exec("SELECT count(*) AS n FROM items"), { "op": "alarmGet" }]),
+            )
+            .results();
+        assert_eq!(
+            after[0]["ok"]["rows"],
+            json!([[{ "type": "integer", "value": "0" }]]),
+            "{failing} rolled back the insert"
+        );
+        assert_eq!(
+            after[1]["ok"],
+            Json::Null,
+            "{failing} rolled back the alarm"
+        );
+    }
+    let last = host
+        .client()
+        .run(
+            "t",
+            json!([
+                exec("INSERT INTO items VALUES (2)"),
+                exec("SELECT x FROM items")
+            ]),
+        )
+        .results();
+    assert_eq!(
+        last[1]["ok"]["rows"],
+        json!([[{ "type": "integer", "value": "2" }]])
+    );
+}
+
 /// The counter contract every language's example honours: `GET /` and `/value`, increments
 /// with no body, `{}` and `{"by": n}`, 400 (and no change) for each of `bad_bodies`, reset,
 /// 404 for a wrong method or path, one object per name.
