@@ -370,7 +370,7 @@ fn migrate_flat_layout(objects: &Path) -> io::Result<usize> {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".sqlite3"))
-                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .filter(|h| dohost_wire::parse_id_hex(h).is_ok())
             else {
                 continue;
             };
@@ -445,12 +445,10 @@ fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
             e => Err(e),
         })?;
     match hex {
-        Some(hex)
-            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
-        {
-            Ok(Some(hex))
-        }
-        Some(other) => Err(format!("malformed object ID {other:?}").into()),
+        Some(hex) => match dohost_wire::parse_id_hex(&hex) {
+            Ok(_) => Ok(Some(hex)),
+            Err(e) => Err(format!("malformed object ID {hex:?}: {e}").into()),
+        },
         None => Ok(None),
     }
 }
