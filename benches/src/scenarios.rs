@@ -240,26 +240,23 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Runs `scenario` against `peer` in a fresh work directory, removed afterwards.
+    /// Runs `scenario` against `peer` in a fresh work directory of the run's scratch.
+    ///
+    /// Nothing is deleted until the whole run is over (see [`crate::workspace::Cleanup`]):
+    /// ext4 does not reuse an inode freed in the last ~30 s (`dirty_expire_centisecs`), and
+    /// after thousands of deletions every file created scans past them, which made whichever
+    /// peer ran right after another's clean-up create files several times slower.
     pub async fn run(&self, scenario: Scenario, peer: PeerKind) -> anyhow::Result<PeerResult> {
         let work = self.scratch.join(scenario.name()).join(peer.name());
-        if work.exists() {
-            std::fs::remove_dir_all(&work)?;
-        }
         std::fs::create_dir_all(&work)?;
-        let result = match scenario {
+        match scenario {
             Scenario::WarmRead => self.warm_read(peer, &work).await,
             Scenario::WriteOneRoom => self.write_one_room(peer, &work).await,
             Scenario::WriteSpread => self.write_spread(peer, &work).await,
             Scenario::ColdStart => self.cold_start(peer, &work).await,
             Scenario::Reactivation => self.reactivation(peer, &work).await,
             Scenario::Memory => self.memory(peer, &work).await,
-        };
-        if result.is_ok() {
-            // Keep the logs of a failed scenario for a look; drop the data of a good one.
-            let _ = std::fs::remove_dir_all(&work);
         }
-        result
     }
 
     async fn start(

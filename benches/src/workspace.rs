@@ -8,8 +8,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+
+/// How long after deleting files the harness lets the file system be before measuring: ext4's
+/// 30 s window for reusing freed inodes, and a margin.
+pub const INODE_QUARANTINE: Duration = Duration::from_secs(35);
+
+/// File in the scratch space whose modification time says when files were last deleted there.
+const CLEANUP_MARKER: &str = ".last-cleanup";
 
 /// Paths of the workspace.
 #[derive(Clone, Debug)]
@@ -45,6 +53,51 @@ impl Workspace {
     /// tmpfs, so fsync means what it means in production.
     pub fn scratch(&self) -> PathBuf {
         self.root.join("target/e2e-work")
+    }
+
+    /// Makes the scratch space ready for a run: removes what an interrupted run left, then, if
+    /// files were deleted there less than [`INODE_QUARANTINE`] ago (by this or an earlier
+    /// run), waits out the rest and returns how long it waited.
+    ///
+    /// ext4 does not hand out an inode freed within the last `dirty_expire_centisecs` (30 s by
+    /// default) while others are free; after thousands of deletions, each new file scans past
+    /// them, and creating files (what the cold-start scenario measures) slows several times.
+    pub fn settle_scratch(&self) -> anyhow::Result<Option<Duration>> {
+        let scratch = self.scratch();
+        let marker = scratch.join(CLEANUP_MARKER);
+        if let Ok(entries) = std::fs::read_dir(&scratch) {
+            let mut removed = false;
+            for entry in entries {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                    removed = true;
+                }
+            }
+            if removed {
+                std::fs::write(&marker, b"")?;
+            }
+        }
+        let Ok(cleaned) = std::fs::metadata(&marker).and_then(|m| m.modified()) else {
+            return Ok(None);
+        };
+        let since = SystemTime::now()
+            .duration_since(cleaned)
+            .unwrap_or_default();
+        if since >= INODE_QUARANTINE {
+            return Ok(None);
+        }
+        let wait = INODE_QUARANTINE - since;
+        std::thread::sleep(wait);
+        Ok(Some(wait))
+    }
+
+    /// Removes a run's scratch directory once every measurement is over, and notes when, for
+    /// the next run's [`Workspace::settle_scratch`].
+    pub fn finish_scratch(&self, run: &Path) {
+        let _ = std::fs::remove_dir_all(run);
+        let _ = std::fs::write(self.scratch().join(CLEANUP_MARKER), b"");
     }
 
     /// The workerd binary from the npm package: the platform package's native executable,

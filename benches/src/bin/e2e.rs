@@ -142,6 +142,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let peers = select(&args.peers, PeerKind::parse, &PeerKind::ALL, "peer")?;
     let options = options(&args);
     let workspace = Workspace::locate();
+    if let Some(waited) = workspace.settle_scratch()? {
+        eprintln!(
+            "e2e: waited {:.0} s before measuring: files were deleted in {} less than {} s ago, \
+             and ext4 creates files slowly while it keeps freed inodes from reuse",
+            waited.as_secs_f64(),
+            workspace.scratch().display(),
+            dohost_benches::workspace::INODE_QUARANTINE.as_secs()
+        );
+    }
     let scratch = workspace
         .scratch()
         .join(format!("run-{}", std::process::id()));
@@ -203,7 +212,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(runtime);
-    let _ = std::fs::remove_dir_all(&scratch);
+    workspace.finish_scratch(&scratch);
 
     let settings = format!(
         "settings: {} connections, {:.0} s warm-up + {:.0} s per timed measurement, fixed rate {}/s, \
