@@ -26,10 +26,7 @@ use crate::limits::LimitHit;
 use crate::limits::Limits;
 use crate::metrics::{ActivationTimings, Eviction, LimitKind, Metrics};
 use crate::object::{EventError, EventKind, HostParts, Identity, LiveObject, Reply};
-use crate::storage::{Databases, SqlStore, StorageConfig, StorageError};
-
-/// Metadata key under which an object's name is kept in its database.
-const NAME_KEY: &str = "name";
+use crate::storage::{Databases, NAME_KEY, SqlStore, StorageConfig, StorageError};
 
 /// Settings of a registry.
 #[derive(Clone, Debug)]
@@ -199,6 +196,9 @@ impl ObjectRegistry {
             }
             ended.await;
         }
+        // Stop the spare-database thread now, not whenever the last reference goes.
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.databases.close()).await;
     }
 
     /// Delivers `event` to object `id` and waits for its outcome. `name` is the name the ID was
@@ -578,7 +578,9 @@ impl Actor {
         }
         let database = match &mut self.database {
             Some(db) => db,
-            None => self.database.insert(self.shared.databases.open(&self.id)?),
+            None => self
+                .database
+                .insert(self.shared.databases.open(&self.id, self.name.as_deref())?),
         };
         database.begin_event(None)?;
         database.set_alarm(None)?;
@@ -592,7 +594,7 @@ impl Actor {
         let started = Instant::now();
         let mut database = match self.database.take() {
             Some(db) => db,
-            None => self.shared.databases.open(&self.id)?,
+            None => self.shared.databases.open(&self.id, self.name.as_deref())?,
         };
         match (&self.name, self.name_stored) {
             (Some(name), false) => {

@@ -145,6 +145,7 @@ impl Server {
             ),
             None => None,
         };
+        crate::storage::configure_sqlite();
         let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
         let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
         let registry = ObjectRegistry::new(

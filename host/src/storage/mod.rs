@@ -28,6 +28,9 @@ pub(crate) use self::create::write_new_synced;
 use self::security::GuestMode;
 pub use self::security::{RESERVED_PREFIX, is_reserved};
 pub use self::spares::{Databases, database_path};
+
+/// `_do_meta` key holding the object's name, for objects addressed by name.
+pub const NAME_KEY: &str = "name";
 use crate::bindings::sql::{SqlError, Value};
 
 /// Version of the host's tables in an object database, kept in `PRAGMA user_version`.
@@ -114,7 +117,7 @@ impl Default for StorageConfig {
             sync: SyncMode::Full,
             max_database_bytes: 10 * 1024 * 1024 * 1024,
             max_result_bytes: 64 * 1024 * 1024,
-            spare_databases: 8,
+            spare_databases: 32,
         }
     }
 }
@@ -229,6 +232,9 @@ pub struct SqlStore {
     /// Still in the first-commit `synchronous=OFF` mode of a fresh WAL (see
     /// [`SqlStore::open_file`]).
     fresh_wal: Arc<AtomicBool>,
+    /// The files were renamed while this connection was open (a spare claimed by an object,
+    /// see [`SqlStore::moved_to`]): SQLite still knows them by their old names.
+    moved: bool,
 }
 
 impl SqlStore {
@@ -261,9 +267,13 @@ impl SqlStore {
         if written {
             new_dirs.push(dir.to_path_buf());
         }
-        // SQLite creates the WAL when it opens the file: a new directory entry as well.
-        let fresh_wal = !create::sidecar(path, "-wal").exists();
-        if fresh_wal && !written {
+        // SQLite creates the WAL when it opens the file: a new directory entry as well. An
+        // empty WAL (left by a checkpoint that truncated it) holds no frames either.
+        let wal_len = fs::metadata(create::sidecar(path, "-wal"))
+            .ok()
+            .map(|m| m.len());
+        let fresh_wal = wal_len.unwrap_or(0) == 0;
+        if wal_len.is_none() && !written {
             new_dirs.push(dir.to_path_buf());
         }
         Self::open_file(path, config, new_dirs, fresh_wal)
@@ -300,8 +310,11 @@ impl SqlStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let configured = configure_sqlite();
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        shrink_lookaside(&conn);
+        if !configured {
+            shrink_lookaside(&conn);
+        }
         // One connection per object database (see the module invariants), so take the file
         // exclusively: WAL then needs no shared-memory index (fewer syscalls per activation),
         // and no other process can write behind the host's back. The busy timeout covers the
@@ -401,7 +414,17 @@ impl SqlStore {
             unsynced,
             new_dirs,
             fresh_wal,
+            moved: false,
         })
+    }
+
+    /// The database's directory was renamed under this open connection, so that its file is
+    /// now `path`. SQLite keeps working through its open descriptors (with exclusive locking
+    /// it never reopens the file or its WAL by name); only its close-time clean-up uses the
+    /// old names, so [`Drop`] truncates the WAL itself before closing.
+    pub(super) fn moved_to(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+        self.moved = true;
     }
 
     /// Starts the event transaction. `deadline` stops long-running statements.
@@ -605,11 +628,36 @@ impl SqlStore {
 
     /// Stores a metadata value (inside the current transaction, if any).
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StorageError> {
-        self.conn.execute(
-            "INSERT INTO _do_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-            [key, value],
-        )?;
-        Ok(())
+        self.set_metas(&[(key, value)])
+    }
+
+    /// Stores metadata values, all in one transaction (or inside the current one, if any).
+    pub fn set_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
+        let own = self.conn.is_autocommit() && pairs.len() > 1;
+        if own {
+            self.conn.execute_batch("BEGIN")?;
+        }
+        let result = pairs.iter().try_for_each(|(key, value)| {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO _do_meta (key, value) VALUES (?1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET value = ?2",
+                )?
+                .execute([key, value])
+                .map(drop)
+        });
+        match result.and_then(|()| match own {
+            true => self.conn.execute_batch("COMMIT"),
+            false => Ok(()),
+        }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if own {
+                    self.rollback_quietly();
+                }
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -625,13 +673,68 @@ impl Drop for SqlStore {
         {
             tracing::error!(path = %self.path.display(), "cannot restore synchronous mode: {e}");
         }
+        // SQLite would delete the WAL by its old name after its close-time checkpoint; empty
+        // it here instead. Should this fail, the WAL keeps frames already in the file, which
+        // the next open reads back unchanged.
+        if self.moved
+            && let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(path = %self.path.display(), "cannot checkpoint before closing: {e}");
+        }
     }
 }
 
-/// Per-connection lookaside memory (SQLite's small-allocation pool) defaults to 1200 x 100
-/// bytes; with one connection per live object that is about 120 KiB each, most of an idle
-/// object's footprint. 32 slots of 256 bytes keep the fast path for the common small
-/// allocations at an eighth of the memory.
+/// Lookaside memory (SQLite's per-connection pool for small allocations): 32 slots of 256
+/// bytes. SQLite's default, 1200 x 100 bytes, is about 120 KiB per connection, most of an idle
+/// object's footprint (one connection per live object); 32 slots keep the fast path for the
+/// common small allocations at an eighth of the memory.
+const LOOKASIDE: (std::ffi::c_int, std::ffi::c_int) = (256, 32);
+
+/// Sets SQLite's process-wide defaults for object connections, once, before SQLite starts
+/// (call it before the process opens any database; later calls do nothing):
+///
+/// - the [`LOOKASIDE`] size, so connections are born with it rather than allocating and
+///   initialising SQLite's default first (page faults on fresh memory at every open);
+/// - no bulk page-cache allocation per connection (SQLite's default is 20 pages, about 90 KiB,
+///   touched at the first read): pages are allocated as a database uses them.
+///
+/// Returns whether SQLite took the settings (it refuses once it has started, e.g. if
+/// something else in the process opened a database first).
+pub fn configure_sqlite() -> bool {
+    static CONFIGURED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CONFIGURED.get_or_init(|| {
+        // SAFETY: sqlite3_config is only valid before sqlite3_initialize (it returns
+        // SQLITE_MISUSE otherwise, which is handled); the variadic arguments have the types
+        // SQLite reads for these options (int, int; and void*, int, int).
+        unsafe {
+            let lookaside = rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_LOOKASIDE,
+                LOOKASIDE.0,
+                LOOKASIDE.1,
+            );
+            let page_cache = rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_PAGECACHE,
+                std::ptr::null_mut::<std::ffi::c_void>(),
+                0 as std::ffi::c_int,
+                0 as std::ffi::c_int,
+            );
+            let ok =
+                lookaside == rusqlite::ffi::SQLITE_OK && page_cache == rusqlite::ffi::SQLITE_OK;
+            if !ok {
+                tracing::debug!(
+                    "SQLite had started before its settings could be made \
+                     (codes {lookaside}, {page_cache}); each connection shrinks its lookaside"
+                );
+            }
+            ok
+        }
+    })
+}
+
+/// Resizes a connection's lookaside memory to [`LOOKASIDE`], for when [`configure_sqlite`]
+/// came too late.
 fn shrink_lookaside(conn: &Connection) {
     // SAFETY: called right after open, before any statement, on a handle this thread owns;
     // SQLITE_DBCONFIG_LOOKASIDE with a null buffer makes SQLite allocate the pool itself.
@@ -640,8 +743,8 @@ fn shrink_lookaside(conn: &Connection) {
             conn.handle(),
             rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
             std::ptr::null_mut::<std::ffi::c_void>(),
-            256 as std::ffi::c_int,
-            32 as std::ffi::c_int,
+            LOOKASIDE.0,
+            LOOKASIDE.1,
         )
     };
     if rc != rusqlite::ffi::SQLITE_OK {

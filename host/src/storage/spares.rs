@@ -5,13 +5,20 @@
 //! metadata writes that must be durable before the response: the new file, its WAL, the
 //! directory entries. A background thread does that work ahead of time instead: it keeps a few
 //! spare object directories in `spare/`, each with the database template and a WAL file already
-//! written out (zeros) and everything synced. A new object takes one with a single `rename` of
-//! the directory into place, so its first sync is an overwrite of already-allocated WAL blocks.
+//! written out (zeros) and everything synced, and with its SQLite connection already open. A
+//! new object takes one with a single `rename` of the directory into place (the connection
+//! follows the files: SQLite holds them open), so its first request opens nothing and its first
+//! sync is an overwrite of already-allocated WAL blocks.
+//!
+//! The thread refills in batches, once a quarter of the spares are taken, rather than after
+//! every claim: the spares of a batch share the sync of `spare/`, and so do the claims since
+//! the last batch.
 //!
 //! Durability without syncing the rename on the request path: the object's ID is the first
 //! thing committed to a claimed spare's database (`_do_meta` key `id`), so every acknowledged
 //! write of the object lies behind it in the same WAL. The background thread syncs the renamed
-//! directories soon after; if power is lost before that, the directory may be found back in
+//! directories soon after (within [`RENAME_SYNC_DELAY`], several claims sharing the sync of
+//! `spare/`); if power is lost before that, the directory may be found back in
 //! `spare/` at the next start, and [`Databases::open_dir`] moves every spare that holds an ID to
 //! its object's place before anything is served. Spares without an ID hold nothing and are
 //! removed then.
@@ -32,28 +39,39 @@ const DB_FILE: &str = "db.sqlite3";
 const ID_KEY: &str = "id";
 /// Bytes of zeros a spare's WAL starts with: room for the first events' frames (4 KiB pages
 /// plus 24-byte frame headers) without growing the file.
-const SPARE_WAL_BYTES: usize = 32 * (4096 + 24) + 32;
+const SPARE_WAL_BYTES: usize = 16 * (4096 + 24) + 32;
+/// At most how long the directory entries a claim changed wait for their sync.
+const RENAME_SYNC_DELAY: Duration = Duration::from_millis(100);
 
 /// The object databases of one data directory.
 pub struct Databases {
     data_dir: PathBuf,
     config: StorageConfig,
     spares: Option<Arc<Spares>>,
-    /// The spare-making thread; joined on drop, so no background work outlives this.
-    worker: Option<std::thread::JoinHandle<()>>,
+    /// The spare-making thread; joined by [`Databases::close`] (or on drop), so no
+    /// background work outlives this.
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Spare object directories, and the thread that makes them.
 struct Spares {
     dir: PathBuf,
+    config: StorageConfig,
     /// Ready (fully synced) spare directories.
-    ready: Mutex<Vec<PathBuf>>,
+    ready: Mutex<Vec<Spare>>,
     /// Directories whose entries changed by claims and await a sync.
     unsynced: Mutex<Vec<PathBuf>>,
     target: usize,
     seq: AtomicU64,
     worker: Mutex<Option<std::thread::Thread>>,
     stop: AtomicBool,
+}
+
+/// A ready spare: its directory, and its database already open (unless opening failed, in
+/// which case the claim opens it).
+struct Spare {
+    dir: PathBuf,
+    store: Option<SqlStore>,
 }
 
 impl Databases {
@@ -87,7 +105,7 @@ impl Databases {
         let (spares, worker) = match spares {
             0 => (None, None),
             n => {
-                let (spares, worker) = Spares::start(dir, n);
+                let (spares, worker) = Spares::start(dir, config.clone(), n);
                 (Some(spares), Some(worker))
             }
         };
@@ -95,20 +113,31 @@ impl Databases {
             data_dir: data_dir.to_path_buf(),
             config: config.clone(),
             spares,
-            worker,
+            worker: Mutex::new(worker),
         })
     }
 
     /// Opens the database of `id`, creating it (from a spare if one is ready) if it is new.
-    pub fn open(&self, id: &ObjectId) -> Result<SqlStore, StorageError> {
+    /// A new object's database from a spare gets its ID, and `name` if given, in its first
+    /// commit.
+    pub fn open(&self, id: &ObjectId, name: Option<&str>) -> Result<SqlStore, StorageError> {
         let path = database_path(&self.data_dir, id);
         let object_dir = path.parent().expect("database files have a directory");
         if !object_dir.exists()
             && let Some(spares) = &self.spares
-            && let Some(()) = spares.claim(object_dir)
+            && let Some(store) = spares.claim(object_dir)
         {
-            let mut store = SqlStore::open_spare(&path, &self.config)?;
-            store.set_meta(ID_KEY, &id.to_hex())?;
+            let mut store = match store {
+                Some(mut store) => {
+                    store.moved_to(&path);
+                    store
+                }
+                None => SqlStore::open_spare(&path, &self.config)?,
+            };
+            let hex = id.to_hex();
+            let mut meta = vec![(ID_KEY, hex.as_str())];
+            meta.extend(name.map(|name| (super::NAME_KEY, name)));
+            store.set_metas(&meta)?;
             return Ok(store);
         }
         SqlStore::open(&path, &self.config)
@@ -125,16 +154,31 @@ impl Databases {
     }
 }
 
+impl Databases {
+    /// Stops making spares: joins the background thread, closes the spares' connections and
+    /// syncs the directories claims changed. New objects are then created on demand. A host
+    /// calls this when it shuts down, so that nothing it started still writes in the data
+    /// directory when another host (say, the same one restarted) opens it.
+    pub fn close(&self) {
+        let Some(spares) = &self.spares else { return };
+        spares.stop.store(true, Ordering::Release);
+        spares.wake();
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(worker) = worker {
+            let _ = worker.join();
+        }
+        spares
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        spares.sync_renames(true);
+    }
+}
+
 impl Drop for Databases {
     fn drop(&mut self) {
-        if let Some(spares) = self.spares.take() {
-            spares.stop.store(true, Ordering::Release);
-            spares.wake();
-            if let Some(worker) = self.worker.take() {
-                let _ = worker.join();
-            }
-            spares.sync_renames();
-        }
+        self.close();
     }
 }
 
@@ -148,9 +192,14 @@ fn object_dir(data_dir: &Path, hex: &str) -> PathBuf {
 }
 
 impl Spares {
-    fn start(dir: PathBuf, target: usize) -> (Arc<Self>, std::thread::JoinHandle<()>) {
+    fn start(
+        dir: PathBuf,
+        config: StorageConfig,
+        target: usize,
+    ) -> (Arc<Self>, std::thread::JoinHandle<()>) {
         let spares = Arc::new(Spares {
             dir,
+            config,
             ready: Mutex::new(Vec::new()),
             unsynced: Mutex::new(Vec::new()),
             target,
@@ -167,28 +216,42 @@ impl Spares {
         (spares, handle)
     }
 
-    /// Moves a ready spare to `object_dir`. `None` if none is ready (or the move failed).
-    fn claim(&self, object_dir: &Path) -> Option<()> {
-        let spare = self.ready.lock().unwrap().pop()?;
+    /// Moves a ready spare to `object_dir`, and returns its open database (`Some(None)` if it
+    /// has none open). `None` if no spare is ready (or the move failed).
+    fn claim(&self, object_dir: &Path) -> Option<Option<SqlStore>> {
+        let (spare, left) = {
+            let mut ready = self.ready.lock().unwrap();
+            let spare = ready.pop()?;
+            (spare, ready.len())
+        };
         let result = (|| -> io::Result<Vec<PathBuf>> {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
             let mut dirs = create::create_dirs(parent)?;
-            fs::rename(&spare, object_dir)?;
+            fs::rename(&spare.dir, object_dir)?;
             dirs.extend([parent.to_path_buf(), self.dir.clone()]);
             Ok(dirs)
         })();
-        self.wake();
+        if self.target.saturating_sub(left) >= self.batch() {
+            self.wake();
+        }
         match result {
             Ok(dirs) => {
                 self.unsynced.lock().unwrap().extend(dirs);
-                Some(())
+                Some(spare.store)
             }
             Err(e) => {
-                tracing::warn!(spare = %spare.display(), "cannot use a spare database: {e}");
-                let _ = fs::remove_dir_all(&spare);
+                tracing::warn!(spare = %spare.dir.display(), "cannot use a spare database: {e}");
+                drop(spare.store);
+                let _ = fs::remove_dir_all(&spare.dir);
                 None
             }
         }
+    }
+
+    /// The thread refills once this many spares are missing: a quarter of the target, so the
+    /// rest covers new objects while a batch is made.
+    fn batch(&self) -> usize {
+        (self.target / 4).max(1)
     }
 
     fn wake(&self) {
@@ -197,8 +260,9 @@ impl Spares {
         }
     }
 
-    /// The background loop: sync the directories claims renamed, keep `target` spares ready.
-    /// Ends when the [`Databases`] is dropped.
+    /// The background loop: sync the directories claims renamed, and make a batch of spares
+    /// up to `target` whenever [`Spares::batch`] or more are missing. Ends when the
+    /// [`Databases`] is dropped.
     fn work(weak: Weak<Spares>) {
         let mut failures = 0u32;
         loop {
@@ -206,13 +270,19 @@ impl Spares {
             if spares.stop.load(Ordering::Acquire) {
                 return;
             }
-            spares.sync_renames();
-            let missing = spares
-                .target
-                .saturating_sub(spares.ready.lock().unwrap().len());
+            let ready = spares.ready.lock().unwrap().len();
+            let missing = spares.target.saturating_sub(ready);
+            let missing = if missing >= spares.batch() {
+                missing
+            } else {
+                0
+            };
+            // A batch's sync of `spare/` covers the claims' changes to it as well.
+            let spare_dir_pending = spares.sync_renames(missing == 0);
             let mut idle = missing == 0;
             if missing > 0 {
                 // Several at once share the sync of `spare/` itself.
+                let started = std::time::Instant::now();
                 let mut made = Vec::new();
                 let mut error = None;
                 for _ in 0..missing {
@@ -227,14 +297,28 @@ impl Spares {
                         }
                     }
                 }
-                if !made.is_empty() {
-                    match fs::File::open(&spares.dir).and_then(|d| d.sync_all()) {
-                        Ok(()) => spares.ready.lock().unwrap().extend(made),
-                        Err(e) => {
-                            made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
-                            error = Some(e);
-                        }
+                let synced = match fs::File::open(&spares.dir).and_then(|d| d.sync_all()) {
+                    Ok(()) => {
+                        let count = made.len();
+                        let synced = started.elapsed();
+                        spares.open_ready(made);
+                        tracing::debug!(
+                            count,
+                            ready_before = ready,
+                            made_and_synced_us = synced.as_micros() as u64,
+                            total_us = started.elapsed().as_micros() as u64,
+                            "made a batch of spare databases"
+                        );
+                        true
                     }
+                    Err(e) => {
+                        made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
+                        error = Some(e);
+                        false
+                    }
+                };
+                if spare_dir_pending && !synced {
+                    spares.unsynced.lock().unwrap().push(spares.dir.clone());
                 }
                 match error {
                     None => failures = 0,
@@ -257,14 +341,35 @@ impl Spares {
                 std::thread::park_timeout(if failures > 0 {
                     backoff
                 } else {
-                    Duration::from_millis(500)
+                    RENAME_SYNC_DELAY
                 });
             }
         }
     }
 
-    fn sync_renames(&self) {
+    /// Opens the databases of newly made (and synced) spares and makes them ready, one by one
+    /// so claims can take the first while the rest open.
+    fn open_ready(&self, made: Vec<PathBuf>) {
+        for dir in made {
+            let store = SqlStore::open_spare(&dir.join(DB_FILE), &self.config)
+                .inspect_err(|e| {
+                    tracing::warn!(spare = %dir.display(), "cannot open a spare database ahead: {e}")
+                })
+                .ok();
+            self.ready.lock().unwrap().push(Spare { dir, store });
+        }
+    }
+
+    /// Syncs the directories whose entries claims changed; `spare/` itself only if
+    /// `with_spare_dir` (a batch of new spares syncs it anyway). Returns whether `spare/` was
+    /// left to the caller.
+    fn sync_renames(&self, with_spare_dir: bool) -> bool {
         let mut dirs = std::mem::take(&mut *self.unsynced.lock().unwrap());
+        let before = dirs.len();
+        if !with_spare_dir {
+            dirs.retain(|d| d != &self.dir);
+        }
+        let left = dirs.len() < before;
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
@@ -272,6 +377,7 @@ impl Spares {
                 tracing::warn!(dir = %dir.display(), "cannot sync a directory: {e}");
             }
         }
+        left
     }
 
     /// Makes one spare directory, everything in it synced (but not its entry in `spare/`).
