@@ -277,6 +277,39 @@ fn the_object_sees_its_path_query_and_headers() {
 }
 
 #[test]
+fn a_second_host_on_the_same_data_directory_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &[]);
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .arg("run")
+        .arg(guest("counter"))
+        .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(support::workspace_root().join("target/test-cache"))
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second host started: {stderr}");
+    assert!(
+        stderr.contains("is in use by another dohost")
+            && stderr.contains(&format!("pid {}", host.pid())),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refused only after {:?}",
+        started.elapsed()
+    );
+    // The first host is untouched and still serves; once it stops, a new one starts.
+    assert_eq!(host.client().post("/c/increment", "").status, 200);
+    assert_eq!(host.stop(), Some(0));
+    let host = Host::start(&guest("counter"), data.path(), &[]);
+    assert_eq!(host.client().get("/c/value").json()["value"], 1);
+}
+
+#[test]
 fn malformed_components_fail_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let real = std::fs::read(guest("counter")).unwrap();

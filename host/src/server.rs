@@ -146,8 +146,9 @@ impl Server {
             None => None,
         };
         crate::storage::configure_sqlite();
-        let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
+        // First: it takes the data directory's lock, so no other host works in it meanwhile.
         let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
+        let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
         let registry = ObjectRegistry::new(
             runtime.class.clone(),
             minter,

@@ -151,6 +151,17 @@ pub enum StorageError {
     Commit(rusqlite::Error),
     #[error("syncing the database to disk failed; recent writes may not be durable: {0}")]
     Sync(String),
+    #[error(
+        "the data directory {dir} is in use by another dohost ({holder}): run one host per \
+         data directory"
+    )]
+    InUse { dir: PathBuf, holder: String },
+    #[error("cannot lock the data directory ({path}): {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How an event's transaction ended.

@@ -46,6 +46,8 @@ const RENAME_SYNC_DELAY: Duration = Duration::from_millis(100);
 /// The object databases of one data directory.
 pub struct Databases {
     data_dir: PathBuf,
+    /// The data directory's lock file, held (`flock`) until [`Databases::close`].
+    lock: Mutex<Option<fs::File>>,
     config: StorageConfig,
     spares: Option<Arc<Spares>>,
     /// The spare-making thread; joined by [`Databases::close`] (or on drop), so no
@@ -78,7 +80,10 @@ impl Databases {
     /// The databases under `data_dir`, keeping `spares` new-object directories ready (0 = none).
     /// Before returning, moves any spare that an object had claimed to its object's place (a
     /// power loss can leave it in `spare/`) and removes unclaimed ones.
+    ///
+    /// Takes the data directory's lock first (see [`lock_data_dir`]): one host per directory.
     pub fn open_dir(data_dir: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
+        let lock = lock_data_dir(data_dir)?;
         let spares = config.spare_databases;
         let dir = data_dir.join("spare");
         recover_spares(data_dir, &dir).map_err(|source| StorageError::Create {
@@ -111,6 +116,7 @@ impl Databases {
         };
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
+            lock: Mutex::new(Some(lock)),
             config: config.clone(),
             spares,
             worker: Mutex::new(worker),
@@ -160,19 +166,22 @@ impl Databases {
     /// calls this when it shuts down, so that nothing it started still writes in the data
     /// directory when another host (say, the same one restarted) opens it.
     pub fn close(&self) {
-        let Some(spares) = &self.spares else { return };
-        spares.stop.store(true, Ordering::Release);
-        spares.wake();
-        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(worker) = worker {
-            let _ = worker.join();
+        if let Some(spares) = &self.spares {
+            spares.stop.store(true, Ordering::Release);
+            spares.wake();
+            let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(worker) = worker {
+                let _ = worker.join();
+            }
+            spares
+                .ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            spares.sync_renames(true);
         }
-        spares
-            .ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        spares.sync_renames(true);
+        // Closing the file releases the lock.
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
@@ -180,6 +189,64 @@ impl Drop for Databases {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The file in a data directory that the host serving from it holds locked.
+const LOCK_FILE: &str = "lock";
+/// How long a host waits for the lock held by another (one still shutting down, say).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Locks `data_dir` for this host (`flock` on `<data>/lock`, which then names this process), so
+/// that two hosts never serve, recover spares or write object databases in one directory: the
+/// kernel releases the lock when the holder exits, however it exits. Waits up to
+/// [`LOCK_WAIT`] for a holder that is shutting down.
+fn lock_data_dir(data_dir: &Path) -> Result<fs::File, StorageError> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let path = data_dir.join(LOCK_FILE);
+    let lock_err = |source| StorageError::Lock {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(data_dir).map_err(lock_err)?;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(lock_err)?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(lock_err(err));
+        }
+        if std::time::Instant::now() >= deadline {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return Err(StorageError::InUse {
+                dir: data_dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "a process that holds its lock file".into()
+                } else {
+                    holder.into()
+                },
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "pid {}", std::process::id()))
+        .map_err(lock_err)?;
+    Ok(file)
 }
 
 /// Where the database of `id` lives inside the data directory.

@@ -467,3 +467,27 @@ fn databases_of_the_first_layout_are_moved_into_object_directories() {
     assert!(data.path().join("objects/.layout-2").exists());
     Databases::open_dir(data.path(), &config).unwrap();
 }
+
+#[test]
+fn one_host_per_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        spare_databases: 1,
+        ..StorageConfig::default()
+    };
+    let first = Databases::open_dir(data.path(), &config).unwrap();
+    let err = Databases::open_dir(data.path(), &config)
+        .err()
+        .expect("a second opener is refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("in use by another dohost")
+            && message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    // Closing (as a host does when it shuts down) lets the next one in.
+    first.close();
+    let second = Databases::open_dir(data.path(), &config).unwrap();
+    drop(second);
+    drop(first);
+}
