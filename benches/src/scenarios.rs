@@ -240,14 +240,23 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Runs `scenario` against `peer` in a fresh work directory of the run's scratch.
+    /// Runs `scenario` against `peer` in a new work directory of the run's scratch.
     ///
-    /// Nothing is deleted until the whole run is over (see [`crate::workspace::Cleanup`]):
-    /// ext4 does not reuse an inode freed in the last ~30 s (`dirty_expire_centisecs`), and
-    /// after thousands of deletions every file created scans past them, which made whichever
-    /// peer ran right after another's clean-up create files several times slower.
+    /// Nothing is deleted until the whole run is over (see
+    /// [`crate::workspace::Workspace::finish_scratch`]): ext4 without a journal does not reuse
+    /// an inode freed in the last ~30 s (`dirty_expire_centisecs`), and after thousands of
+    /// deletions every file created scans past them, which made whichever peer ran right after
+    /// another's clean-up create files several times slower.
     pub async fn run(&self, scenario: Scenario, peer: PeerKind) -> anyhow::Result<PeerResult> {
-        let work = self.scratch.join(scenario.name()).join(peer.name());
+        let base = self.scratch.join(scenario.name()).join(peer.name());
+        // A scenario named twice gets a directory of its own each time.
+        let work = (1..)
+            .map(|n| match n {
+                1 => base.clone(),
+                n => base.with_file_name(format!("{}-{n}", peer.name())),
+            })
+            .find(|dir| !dir.exists())
+            .expect("some directory name is free");
         std::fs::create_dir_all(&work)?;
         match scenario {
             Scenario::WarmRead => self.warm_read(peer, &work).await,

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-/// How long after deleting files the harness lets the file system be before measuring: ext4's
-/// 30 s window for reusing freed inodes, and a margin.
+/// How long after deleting files the harness lets the file system be before measuring: the
+/// 30 s window in which ext4 without a journal avoids reusing freed inodes, and a margin.
 pub const INODE_QUARANTINE: Duration = Duration::from_secs(35);
 
 /// File in the scratch space whose modification time says when files were last deleted there.
@@ -59,9 +59,11 @@ impl Workspace {
     /// files were deleted there less than [`INODE_QUARANTINE`] ago (by this or an earlier
     /// run), waits out the rest and returns how long it waited.
     ///
-    /// ext4 does not hand out an inode freed within the last `dirty_expire_centisecs` (30 s by
-    /// default) while others are free; after thousands of deletions, each new file scans past
-    /// them, and creating files (what the cold-start scenario measures) slows several times.
+    /// ext4 without a journal (as on the machine these benchmarks were first run on) does not
+    /// hand out an inode freed within the last `dirty_expire_centisecs` (30 s by default) while
+    /// others are free; after thousands of deletions, each new file scans past them, and
+    /// creating files (what the cold-start scenario measures) slows several times. Other file
+    /// systems just wait a little. Do not run two `e2e` at once: each clears the scratch.
     pub fn settle_scratch(&self) -> anyhow::Result<Option<Duration>> {
         let scratch = self.scratch();
         let marker = scratch.join(CLEANUP_MARKER);

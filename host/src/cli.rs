@@ -103,7 +103,7 @@ struct RunArgs {
     max_db_size: u64,
     /// Empty object databases kept ready (made, synced and opened in the background, under
     /// <data>/spare; refilled once a quarter are taken), so a new object's first request
-    /// creates and opens nothing; 0 = off. Each costs about 80 KiB of disk and an open file.
+    /// creates and opens nothing; 0 = off. Each costs about 80 KiB of disk and two open files.
     #[arg(long, default_value_t = 32)]
     spare_databases: usize,
     /// CPU time limit per event (e.g. 30s, 500ms).

@@ -133,6 +133,9 @@ impl Server {
     /// Binds a host for an already loaded runtime (its class must be `config.component`).
     pub async fn bind_with(runtime: &Runtime, config: ServerConfig) -> anyhow::Result<Self> {
         create_data_dir(&config)?;
+        crate::storage::configure_sqlite();
+        // First: it takes the data directory's lock, so no other host works in it meanwhile.
+        let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
         let minter = IdMinter::load_or_create(&config.data_dir.join("id.key"))?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -145,9 +148,6 @@ impl Server {
             ),
             None => None,
         };
-        crate::storage::configure_sqlite();
-        // First: it takes the data directory's lock, so no other host works in it meanwhile.
-        let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
         let alarms = Arc::new(AlarmIndex::open(&config.data_dir.join("alarms.sqlite3"))?);
         let registry = ObjectRegistry::new(
             runtime.class.clone(),

@@ -145,7 +145,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(waited) = workspace.settle_scratch()? {
         eprintln!(
             "e2e: waited {:.0} s before measuring: files were deleted in {} less than {} s ago, \
-             and ext4 creates files slowly while it keeps freed inodes from reuse",
+             and ext4 without a journal creates files slowly while it keeps freed inodes from \
+             reuse",
             waited.as_secs_f64(),
             workspace.scratch().display(),
             dohost_benches::workspace::INODE_QUARANTINE.as_secs()

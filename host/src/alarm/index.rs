@@ -39,6 +39,7 @@ impl AlarmIndex {
             path: path.to_path_buf(),
             source,
         };
+        crate::storage::configure_sqlite();
         let conn = Connection::open(path).map_err(open_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;

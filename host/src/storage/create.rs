@@ -51,6 +51,7 @@ fn make_template(dir: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     let wal = sidecar(&path, "-wal");
     let result = (|| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         {
+            super::configure_sqlite();
             let conn = Connection::open(&path)?;
             conn.execute_batch(&format!(
                 "PRAGMA synchronous = OFF;

@@ -156,6 +156,8 @@ pub enum StorageError {
          data directory"
     )]
     InUse { dir: PathBuf, holder: String },
+    #[error("the host is shutting down: its data directory is closed")]
+    Closed,
     #[error("cannot lock the data directory ({path}): {source}")]
     Lock {
         path: PathBuf,
@@ -278,13 +280,11 @@ impl SqlStore {
         if written {
             new_dirs.push(dir.to_path_buf());
         }
-        // SQLite creates the WAL when it opens the file: a new directory entry as well. An
-        // empty WAL (left by a checkpoint that truncated it) holds no frames either.
-        let wal_len = fs::metadata(create::sidecar(path, "-wal"))
-            .ok()
-            .map(|m| m.len());
-        let fresh_wal = wal_len.unwrap_or(0) == 0;
-        if wal_len.is_none() && !written {
+        // SQLite creates the WAL when it opens the file: a new directory entry as well. (Only
+        // a missing WAL counts as fresh: an emptied one may still hold older frames on disk,
+        // and SQLite's own sync of a restarted WAL's header is what keeps them out.)
+        let fresh_wal = !create::sidecar(path, "-wal").exists();
+        if fresh_wal && !written {
             new_dirs.push(dir.to_path_buf());
         }
         Self::open_file(path, config, new_dirs, fresh_wal)
@@ -430,9 +430,10 @@ impl SqlStore {
     }
 
     /// The database's directory was renamed under this open connection, so that its file is
-    /// now `path`. SQLite keeps working through its open descriptors (with exclusive locking
-    /// it never reopens the file or its WAL by name); only its close-time clean-up uses the
-    /// old names, so [`Drop`] truncates the WAL itself before closing.
+    /// now `path`. SQLite keeps working through the descriptors it holds: the connection has
+    /// read the database (so the WAL is open too), and with exclusive locking it never reopens
+    /// either by name. At close SQLite notices the file moved and neither checkpoints nor
+    /// deletes the WAL; [`Drop`] does both itself.
     pub(super) fn moved_to(&mut self, path: &Path) {
         self.path = path.to_path_buf();
         self.moved = true;
@@ -684,15 +685,29 @@ impl Drop for SqlStore {
         {
             tracing::error!(path = %self.path.display(), "cannot restore synchronous mode: {e}");
         }
-        // SQLite would delete the WAL by its old name after its close-time checkpoint; empty
-        // it here instead. Should this fail, the WAL keeps frames already in the file, which
-        // the next open reads back unchanged.
-        if self.moved
-            && let Err(e) = self
+        // A moved database (see `moved_to`): SQLite's close skips its checkpoint and the WAL's
+        // removal, so do what it would. The WAL goes only once everything in it is in the
+        // (synced) file; otherwise it stays, and the next open reads its frames back.
+        if self.moved {
+            let checkpoint = self
                 .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            tracing::warn!(path = %self.path.display(), "cannot checkpoint before closing: {e}");
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+            match checkpoint {
+                Ok(0) => {
+                    let wal = create::sidecar(&self.path, "-wal");
+                    if let Err(e) = fs::remove_file(&wal) {
+                        tracing::warn!(path = %wal.display(), "cannot remove the WAL: {e}");
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(path = %self.path.display(), "checkpoint before closing was blocked; the WAL stays")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), "cannot checkpoint before closing: {e}")
+                }
+            }
         }
     }
 }
@@ -703,10 +718,11 @@ impl Drop for SqlStore {
 /// common small allocations at an eighth of the memory.
 const LOOKASIDE: (std::ffi::c_int, std::ffi::c_int) = (256, 32);
 
-/// Sets SQLite's process-wide defaults for object connections, once, before SQLite starts
-/// (call it before the process opens any database; later calls do nothing):
+/// Sets SQLite's process-wide defaults for object connections, once, before SQLite starts.
+/// Every host path that opens a database calls it first (`sqlite3_config` must not race with
+/// SQLite starting up); later calls wait for the first and do nothing:
 ///
-/// - the [`LOOKASIDE`] size, so connections are born with it rather than allocating and
+/// - the lookaside size (`LOOKASIDE`), so connections are born with it rather than allocating and
 ///   initialising SQLite's default first (page faults on fresh memory at every open);
 /// - no bulk page-cache allocation per connection (SQLite's default is 20 pages, about 90 KiB,
 ///   touched at the first read): pages are allocated as a database uses them.

@@ -17,11 +17,14 @@
 //! Durability without syncing the rename on the request path: the object's ID is the first
 //! thing committed to a claimed spare's database (`_do_meta` key `id`), so every acknowledged
 //! write of the object lies behind it in the same WAL. The background thread syncs the renamed
-//! directories soon after (within [`RENAME_SYNC_DELAY`], several claims sharing the sync of
-//! `spare/`); if power is lost before that, the directory may be found back in
+//! directories as soon as it is free (several claims sharing the sync of `spare/`): always the
+//! shard directories that received spares before `spare/`, with claims held off meanwhile, so
+//! that the thread itself never makes a claimed directory's removal from `spare/` durable
+//! before its new entry. If power is lost before that, the directory may be found back in
 //! `spare/` at the next start, and [`Databases::open_dir`] moves every spare that holds an ID to
 //! its object's place before anything is served. Spares without an ID hold nothing and are
-//! removed then.
+//! removed then. (On a file system without a journal a rename is not atomic across a power
+//! loss in any case: the kernel may write either directory first.)
 
 use std::fs;
 use std::io;
@@ -40,8 +43,6 @@ const ID_KEY: &str = "id";
 /// Bytes of zeros a spare's WAL starts with: room for the first events' frames (4 KiB pages
 /// plus 24-byte frame headers) without growing the file.
 const SPARE_WAL_BYTES: usize = 16 * (4096 + 24) + 32;
-/// At most how long the directory entries a claim changed wait for their sync.
-const RENAME_SYNC_DELAY: Duration = Duration::from_millis(100);
 
 /// The object databases of one data directory.
 pub struct Databases {
@@ -53,6 +54,8 @@ pub struct Databases {
     /// The spare-making thread; joined by [`Databases::close`] (or on drop), so no
     /// background work outlives this.
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by [`Databases::close`]: no database opens after it (the lock is gone).
+    closed: AtomicBool,
 }
 
 /// Spare object directories, and the thread that makes them.
@@ -61,8 +64,12 @@ struct Spares {
     config: StorageConfig,
     /// Ready (fully synced) spare directories.
     ready: Mutex<Vec<Spare>>,
-    /// Directories whose entries changed by claims and await a sync.
+    /// Held by a claim while it renames, and by the thread while it syncs `spare/`.
+    claiming: Mutex<()>,
+    /// Shard directories that received claimed spares and await a sync.
     unsynced: Mutex<Vec<PathBuf>>,
+    /// Claims removed entries from `spare/` since it was last synced.
+    spare_dir_dirty: AtomicBool,
     target: usize,
     seq: AtomicU64,
     worker: Mutex<Option<std::thread::Thread>>,
@@ -81,7 +88,7 @@ impl Databases {
     /// Before returning, moves any spare that an object had claimed to its object's place (a
     /// power loss can leave it in `spare/`) and removes unclaimed ones.
     ///
-    /// Takes the data directory's lock first (see [`lock_data_dir`]): one host per directory.
+    /// Takes the data directory's lock first (`<data>/lock`): one host per directory.
     pub fn open_dir(data_dir: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
         let lock = lock_data_dir(data_dir)?;
         let spares = config.spare_databases;
@@ -120,6 +127,7 @@ impl Databases {
             config: config.clone(),
             spares,
             worker: Mutex::new(worker),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -127,24 +135,32 @@ impl Databases {
     /// A new object's database from a spare gets its ID, and `name` if given, in its first
     /// commit.
     pub fn open(&self, id: &ObjectId, name: Option<&str>) -> Result<SqlStore, StorageError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
         let path = database_path(&self.data_dir, id);
         let object_dir = path.parent().expect("database files have a directory");
         if !object_dir.exists()
             && let Some(spares) = &self.spares
             && let Some(store) = spares.claim(object_dir)
         {
-            let mut store = match store {
-                Some(mut store) => {
-                    store.moved_to(&path);
-                    store
-                }
-                None => SqlStore::open_spare(&path, &self.config)?,
-            };
             let hex = id.to_hex();
             let mut meta = vec![(ID_KEY, hex.as_str())];
             meta.extend(name.map(|name| (super::NAME_KEY, name)));
-            store.set_metas(&meta)?;
-            return Ok(store);
+            let result = match store {
+                Some(mut store) => {
+                    store.moved_to(&path);
+                    Ok(store)
+                }
+                None => SqlStore::open_spare(&path, &self.config),
+            }
+            .and_then(|mut store| store.set_metas(&meta).map(|()| store));
+            if result.is_err() {
+                // Without its ID the directory could not be recovered from `spare/` after a
+                // power loss: take it away, so the next attempt starts over.
+                let _ = fs::remove_dir_all(object_dir);
+            }
+            return result;
         }
         SqlStore::open(&path, &self.config)
     }
@@ -161,11 +177,13 @@ impl Databases {
 }
 
 impl Databases {
-    /// Stops making spares: joins the background thread, closes the spares' connections and
-    /// syncs the directories claims changed. New objects are then created on demand. A host
-    /// calls this when it shuts down, so that nothing it started still writes in the data
-    /// directory when another host (say, the same one restarted) opens it.
+    /// Stops making spares: joins the background thread, closes the spares' connections,
+    /// syncs the directories claims changed and releases the data directory's lock; opening
+    /// a database fails from then on. A host calls this when it shuts down, so that nothing it
+    /// started still writes in the data directory when another host (say, the same one
+    /// restarted) opens it.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Some(spares) = &self.spares {
             spares.stop.store(true, Ordering::Release);
             spares.wake();
@@ -178,7 +196,9 @@ impl Databases {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
-            spares.sync_renames(true);
+            if let Err(e) = spares.sync_claims() {
+                tracing::warn!(dir = %spares.dir.display(), "cannot sync a directory: {e}");
+            }
         }
         // Closing the file releases the lock.
         drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -268,7 +288,9 @@ impl Spares {
             dir,
             config,
             ready: Mutex::new(Vec::new()),
+            claiming: Mutex::new(()),
             unsynced: Mutex::new(Vec::new()),
+            spare_dir_dirty: AtomicBool::new(false),
             target,
             seq: AtomicU64::new(0),
             worker: Mutex::new(None),
@@ -286,6 +308,7 @@ impl Spares {
     /// Moves a ready spare to `object_dir`, and returns its open database (`Some(None)` if it
     /// has none open). `None` if no spare is ready (or the move failed).
     fn claim(&self, object_dir: &Path) -> Option<Option<SqlStore>> {
+        let claiming = self.claiming.lock().unwrap_or_else(|e| e.into_inner());
         let (spare, left) = {
             let mut ready = self.ready.lock().unwrap();
             let spare = ready.pop()?;
@@ -295,17 +318,25 @@ impl Spares {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
             let mut dirs = create::create_dirs(parent)?;
             fs::rename(&spare.dir, object_dir)?;
-            dirs.extend([parent.to_path_buf(), self.dir.clone()]);
+            dirs.push(parent.to_path_buf());
             Ok(dirs)
         })();
-        if self.target.saturating_sub(left) >= self.batch() {
+        let first_unsynced = match &result {
+            Ok(dirs) => {
+                let mut unsynced = self.unsynced.lock().unwrap();
+                let first = unsynced.is_empty();
+                unsynced.extend(dirs.iter().cloned());
+                self.spare_dir_dirty.store(true, Ordering::Release);
+                first
+            }
+            Err(_) => false,
+        };
+        drop(claiming);
+        if first_unsynced || self.target.saturating_sub(left) >= self.batch() {
             self.wake();
         }
         match result {
-            Ok(dirs) => {
-                self.unsynced.lock().unwrap().extend(dirs);
-                Some(spare.store)
-            }
+            Ok(_) => Some(spare.store),
             Err(e) => {
                 tracing::warn!(spare = %spare.dir.display(), "cannot use a spare database: {e}");
                 drop(spare.store);
@@ -329,7 +360,7 @@ impl Spares {
 
     /// The background loop: sync the directories claims renamed, and make a batch of spares
     /// up to `target` whenever [`Spares::batch`] or more are missing. Ends when the
-    /// [`Databases`] is dropped.
+    /// [`Databases`] is closed or dropped.
     fn work(weak: Weak<Spares>) {
         let mut failures = 0u32;
         loop {
@@ -344,10 +375,12 @@ impl Spares {
             } else {
                 0
             };
-            // A batch's sync of `spare/` covers the claims' changes to it as well.
-            let spare_dir_pending = spares.sync_renames(missing == 0);
             let mut idle = missing == 0;
-            if missing > 0 {
+            if missing == 0 {
+                if let Err(e) = spares.sync_claims() {
+                    tracing::warn!(dir = %spares.dir.display(), "cannot sync a directory: {e}");
+                }
+            } else {
                 // Several at once share the sync of `spare/` itself.
                 let started = std::time::Instant::now();
                 let mut made = Vec::new();
@@ -364,7 +397,9 @@ impl Spares {
                         }
                     }
                 }
-                let synced = match fs::File::open(&spares.dir).and_then(|d| d.sync_all()) {
+                // One sync of `spare/` for the batch's entries and the claims' removals.
+                spares.spare_dir_dirty.store(true, Ordering::Release);
+                match spares.sync_claims() {
                     Ok(()) => {
                         let count = made.len();
                         let synced = started.elapsed();
@@ -376,16 +411,11 @@ impl Spares {
                             total_us = started.elapsed().as_micros() as u64,
                             "made a batch of spare databases"
                         );
-                        true
                     }
                     Err(e) => {
                         made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
                         error = Some(e);
-                        false
                     }
-                };
-                if spare_dir_pending && !synced {
-                    spares.unsynced.lock().unwrap().push(spares.dir.clone());
                 }
                 match error {
                     None => failures = 0,
@@ -402,14 +432,13 @@ impl Spares {
                     }
                 }
             }
+            let pending = spares.spare_dir_dirty.load(Ordering::Acquire);
             drop(spares);
-            if idle {
-                let backoff = Duration::from_millis(100 << failures.min(6));
-                std::thread::park_timeout(if failures > 0 {
-                    backoff
-                } else {
-                    RENAME_SYNC_DELAY
-                });
+            if failures > 0 {
+                std::thread::park_timeout(Duration::from_millis(100 << failures.min(6)));
+            } else if idle && !pending {
+                // Claims wake the thread (and so does closing).
+                std::thread::park();
             }
         }
     }
@@ -427,24 +456,37 @@ impl Spares {
         }
     }
 
-    /// Syncs the directories whose entries claims changed; `spare/` itself only if
-    /// `with_spare_dir` (a batch of new spares syncs it anyway). Returns whether `spare/` was
-    /// left to the caller.
-    fn sync_renames(&self, with_spare_dir: bool) -> bool {
-        let mut dirs = std::mem::take(&mut *self.unsynced.lock().unwrap());
-        let before = dirs.len();
-        if !with_spare_dir {
-            dirs.retain(|d| d != &self.dir);
-        }
-        let left = dirs.len() < before;
-        dirs.sort();
-        dirs.dedup();
-        for dir in dirs {
-            if let Err(e) = fs::File::open(&dir).and_then(|d| d.sync_all()) {
-                tracing::warn!(dir = %dir.display(), "cannot sync a directory: {e}");
+    /// Makes the directory entries that claims changed durable: first the shard directories
+    /// that received spares, then (if claims or a new batch changed it) `spare/`, whose sync
+    /// also makes a batch's new spares durable. Claims wait while `spare/` is synced, so no
+    /// claim's removal from `spare/` is made durable here before its new entry is.
+    fn sync_claims(&self) -> io::Result<()> {
+        let sync_shards = || -> io::Result<()> {
+            let mut dirs = std::mem::take(&mut *self.unsynced.lock().unwrap());
+            dirs.sort();
+            dirs.dedup();
+            for (i, dir) in dirs.iter().enumerate() {
+                if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+                    self.unsynced
+                        .lock()
+                        .unwrap()
+                        .extend(dirs[i..].iter().cloned());
+                    return Err(e);
+                }
             }
+            Ok(())
+        };
+        // Most of the work without holding claims off; then the few claimed meanwhile.
+        sync_shards()?;
+        let _claims = self.claiming.lock().unwrap_or_else(|e| e.into_inner());
+        sync_shards()?;
+        if self.spare_dir_dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = fs::File::open(&self.dir).and_then(|d| d.sync_all())
+        {
+            self.spare_dir_dirty.store(true, Ordering::Release);
+            return Err(e);
         }
-        left
+        Ok(())
     }
 
     /// Makes one spare directory, everything in it synced (but not its entry in `spare/`).
@@ -605,6 +647,7 @@ fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
     if !db.exists() {
         return Ok(None);
     }
+    super::configure_sqlite();
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let hex: Option<String> = conn

@@ -356,6 +356,12 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     );
     job.run().unwrap();
     drop(s);
+    // The connection followed the renamed files; closing it checkpointed and removed the WAL
+    // at its new place, as SQLite's own close would have.
+    assert!(
+        !create::sidecar(&path, "-wal").exists(),
+        "the WAL of a closed moved database is gone"
+    );
     // One spare missing is less than a batch (a quarter): no refill yet. The next new object
     // makes it two, and the thread makes a batch up to the target.
     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -487,6 +493,13 @@ fn one_host_per_data_directory() {
     );
     // Closing (as a host does when it shuts down) lets the next one in.
     first.close();
+    let id = crate::id::IdMinter::with_key([7; 32])
+        .from_name("c", "late")
+        .unwrap();
+    assert!(
+        matches!(first.open(&id, None), Err(StorageError::Closed)),
+        "nothing opens after close (the lock is gone)"
+    );
     let second = Databases::open_dir(data.path(), &config).unwrap();
     drop(second);
     drop(first);
