@@ -375,72 +375,71 @@ impl Spares {
             } else {
                 0
             };
-            let mut idle = missing == 0;
-            if missing == 0 {
-                if let Err(e) = spares.sync_claims() {
-                    tracing::warn!(dir = %spares.dir.display(), "cannot sync a directory: {e}");
-                }
+            let (work, result) = if missing == 0 {
+                ("sync the directories claims changed", spares.sync_claims())
             } else {
-                // Several at once share the sync of `spare/` itself.
-                let started = std::time::Instant::now();
-                let mut made = Vec::new();
-                let mut error = None;
-                for _ in 0..missing {
-                    if spares.stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    match spares.make_one() {
-                        Ok(dir) => made.push(dir),
-                        Err(e) => {
-                            error = Some(e);
-                            break;
-                        }
-                    }
-                }
-                // One sync of `spare/` for the batch's entries and the claims' removals.
-                spares.spare_dir_dirty.store(true, Ordering::Release);
-                match spares.sync_claims() {
-                    Ok(()) => {
-                        let count = made.len();
-                        let synced = started.elapsed();
-                        spares.open_ready(made);
-                        tracing::debug!(
-                            count,
-                            ready_before = ready,
-                            made_and_synced_us = synced.as_micros() as u64,
-                            total_us = started.elapsed().as_micros() as u64,
-                            "made a batch of spare databases"
+                ("make spare databases", spares.make_batch(missing, ready))
+            };
+            match result {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    // A full disk, say: new objects are created on demand meanwhile.
+                    if failures == 0 {
+                        tracing::warn!(
+                            dir = %spares.dir.display(),
+                            "cannot {work} (retrying in the background): {e}"
                         );
                     }
-                    Err(e) => {
-                        made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
-                        error = Some(e);
-                    }
-                }
-                match error {
-                    None => failures = 0,
-                    Some(e) => {
-                        // A full disk, say: new objects are created on demand meanwhile.
-                        if failures == 0 {
-                            tracing::warn!(
-                                dir = %spares.dir.display(),
-                                "cannot make a spare database (retrying in the background): {e}"
-                            );
-                        }
-                        failures = failures.saturating_add(1);
-                        idle = true;
-                    }
+                    failures = failures.saturating_add(1);
                 }
             }
             let pending = spares.spare_dir_dirty.load(Ordering::Acquire);
             drop(spares);
             if failures > 0 {
                 std::thread::park_timeout(Duration::from_millis(100 << failures.min(6)));
-            } else if idle && !pending {
+            } else if missing == 0 && !pending {
                 // Claims wake the thread (and so does closing).
                 std::thread::park();
             }
         }
+    }
+
+    /// Makes `missing` spares (fewer if closing), syncs `spare/` once for all of them (and for
+    /// the claims since the last sync), then opens them and makes them ready. `ready`: how many
+    /// were ready before, for the log.
+    fn make_batch(&self, missing: usize, ready: usize) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let mut made = Vec::new();
+        let mut error = None;
+        for _ in 0..missing {
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            match self.make_one() {
+                Ok(dir) => made.push(dir),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        // One sync of `spare/` for the batch's entries and the claims' removals.
+        self.spare_dir_dirty.store(true, Ordering::Release);
+        if let Err(e) = self.sync_claims() {
+            made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
+            return Err(e);
+        }
+        let count = made.len();
+        let synced = started.elapsed();
+        self.open_ready(made);
+        tracing::debug!(
+            count,
+            ready_before = ready,
+            made_and_synced_us = synced.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "made a batch of spare databases"
+        );
+        error.map_or(Ok(()), Err)
     }
 
     /// Opens the databases of newly made (and synced) spares and makes them ready, one by one
