@@ -133,7 +133,6 @@ impl Server {
     /// Binds a host for an already loaded runtime (its class must be `config.component`).
     pub async fn bind_with(runtime: &Runtime, config: ServerConfig) -> anyhow::Result<Self> {
         create_data_dir(&config)?;
-        crate::storage::configure_sqlite();
         // First: it takes the data directory's lock, so no other host works in it meanwhile.
         let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
         let minter = IdMinter::load_or_create(&config.data_dir.join("id.key"))?;
