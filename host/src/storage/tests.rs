@@ -323,6 +323,21 @@ fn damage_that_is_not_an_unfinished_creation_is_reported_and_left_alone() {
     );
 }
 
+/// Storage settings that keep `spares` spare databases.
+fn with_spares(spares: usize) -> StorageConfig {
+    StorageConfig {
+        spare_databases: spares,
+        ..StorageConfig::default()
+    }
+}
+
+/// The ID of object `name` of class `c`, under a fixed test key.
+fn object_id(name: &str) -> crate::id::ObjectId {
+    crate::id::IdMinter::with_key([7; 32])
+        .from_name("c", name)
+        .unwrap()
+}
+
 fn wait_for_spares(dbs: &Databases) {
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     while dbs.spares_ready().0 < dbs.spares_ready().1 {
@@ -334,12 +349,8 @@ fn wait_for_spares(dbs: &Databases) {
 #[test]
 fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place() {
     let data = tempfile::tempdir().unwrap();
-    let config = StorageConfig {
-        spare_databases: 8,
-        ..StorageConfig::default()
-    };
-    let minter = crate::id::IdMinter::with_key([7; 32]);
-    let id = minter.from_name("c", "room").unwrap();
+    let config = with_spares(8);
+    let id = object_id("room");
     let path = database_path(data.path(), &id);
     let dbs = Databases::open_dir(data.path(), &config).unwrap();
     wait_for_spares(&dbs);
@@ -366,7 +377,7 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     // makes it two, and the thread makes a batch up to the target.
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(dbs.spares_ready().0, 7);
-    let other = minter.from_name("c", "other room").unwrap();
+    let other = object_id("other room");
     drop(dbs.open(&other, Some("other room")).unwrap());
     wait_for_spares(&dbs);
     drop(dbs);
@@ -401,13 +412,8 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
 #[test]
 fn without_spares_new_objects_are_created_on_demand() {
     let data = tempfile::tempdir().unwrap();
-    let config = StorageConfig {
-        spare_databases: 0,
-        ..StorageConfig::default()
-    };
-    let id = crate::id::IdMinter::with_key([7; 32])
-        .from_name("c", "room")
-        .unwrap();
+    let config = with_spares(0);
+    let id = object_id("room");
     let dbs = Databases::open_dir(data.path(), &config).unwrap();
     let mut s = dbs.open(&id, None).unwrap();
     s.begin_event(None).unwrap();
@@ -436,9 +442,7 @@ fn without_spares_new_objects_are_created_on_demand() {
 #[test]
 fn databases_of_the_first_layout_are_moved_into_object_directories() {
     let (old, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let id = crate::id::IdMinter::with_key([7; 32])
-        .from_name("c", "room")
-        .unwrap();
+    let id = object_id("room");
     let hex = id.to_hex();
     let flat = data.path().join("objects").join(&hex[..2]);
     std::fs::create_dir_all(&flat).unwrap();
@@ -456,10 +460,7 @@ fn databases_of_the_first_layout_are_moved_into_object_directories() {
         std::fs::copy(old.path().join(from), flat.join(format!("{hex}{to}"))).unwrap();
     }
     drop(s);
-    let config = StorageConfig {
-        spare_databases: 0,
-        ..StorageConfig::default()
-    };
+    let config = with_spares(0);
     let dbs = Databases::open_dir(data.path(), &config).unwrap();
     assert!(!flat.join(format!("{hex}.sqlite3")).exists());
     let mut s = dbs.open(&id, None).unwrap();
@@ -477,10 +478,7 @@ fn databases_of_the_first_layout_are_moved_into_object_directories() {
 #[test]
 fn one_host_per_data_directory() {
     let data = tempfile::tempdir().unwrap();
-    let config = StorageConfig {
-        spare_databases: 1,
-        ..StorageConfig::default()
-    };
+    let config = with_spares(1);
     let first = Databases::open_dir(data.path(), &config).unwrap();
     let err = Databases::open_dir(data.path(), &config)
         .err()
@@ -493,9 +491,7 @@ fn one_host_per_data_directory() {
     );
     // Closing (as a host does when it shuts down) lets the next one in.
     first.close();
-    let id = crate::id::IdMinter::with_key([7; 32])
-        .from_name("c", "late")
-        .unwrap();
+    let id = object_id("late");
     assert!(
         matches!(first.open(&id, None), Err(StorageError::Closed)),
         "nothing opens after close (the lock is gone)"
