@@ -248,6 +248,8 @@ pub struct SqlStore {
     /// The files were renamed while this connection was open (a spare claimed by an object,
     /// see [`SqlStore::moved_to`]): SQLite still knows them by their old names.
     moved: bool,
+    /// Metadata to write with the next commit (see [`SqlStore::defer_metas`]).
+    deferred: Vec<(&'static str, String)>,
 }
 
 impl SqlStore {
@@ -426,6 +428,7 @@ impl SqlStore {
             new_dirs,
             fresh_wal,
             moved: false,
+            deferred: Vec::new(),
         })
     }
 
@@ -450,6 +453,10 @@ impl SqlStore {
         });
         self.deadline.store(nanos, Ordering::Relaxed);
         self.conn.execute_batch("BEGIN")?;
+        if let Err(e) = self.write_metas(&[]) {
+            self.rollback_quietly();
+            return Err(e);
+        }
         self.in_event = true;
         self.doomed = false;
         Ok(())
@@ -472,8 +479,11 @@ impl SqlStore {
                 self.rollback_quietly();
                 return Err(StorageError::Commit(e));
             }
+            self.deferred.clear();
         } else {
             self.rollback_quietly();
+            // The deferred metadata went with the event: it must not wait for a later commit.
+            self.set_metas(&[])?;
         }
         Ok(end)
     }
@@ -626,8 +636,11 @@ impl SqlStore {
         Ok(())
     }
 
-    /// A value from the host's metadata table.
+    /// A value from the host's metadata table (or deferred for it).
     pub fn meta(&self, key: &str) -> Result<Option<String>, StorageError> {
+        if let Some((_, value)) = self.deferred.iter().rev().find(|(k, _)| *k == key) {
+            return Ok(Some(value.clone()));
+        }
         let mut stmt = self
             .conn
             .prepare("SELECT value FROM _do_meta WHERE key = ?1")?;
@@ -643,38 +656,86 @@ impl SqlStore {
         self.set_metas(&[(key, value)])
     }
 
-    /// Stores metadata values, all in one transaction (or inside the current one, if any).
+    /// Stores metadata values, all in one transaction (or inside the current one, if any),
+    /// with any deferred ones.
     pub fn set_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
-        let own = self.conn.is_autocommit() && pairs.len() > 1;
-        if own {
-            self.conn.execute_batch("BEGIN")?;
+        if self.conn.is_autocommit() {
+            self.write_metas(pairs)?;
+            self.deferred.clear();
+            Ok(())
+        } else {
+            self.write_metas(pairs)
         }
-        let result = pairs.iter().try_for_each(|(key, value)| {
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO _do_meta (key, value) VALUES (?1, ?2) \
-                     ON CONFLICT (key) DO UPDATE SET value = ?2",
-                )?
-                .execute([key, value])
-                .map(drop)
-        });
-        match result.and_then(|()| match own {
-            true => self.conn.execute_batch("COMMIT"),
-            false => Ok(()),
-        }) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                if own {
-                    self.rollback_quietly();
-                }
-                Err(e.into())
+    }
+
+    /// Metadata for the next commit: the event's, if one is about to run, else their own.
+    /// A new object's ID goes in with its first event this way: one commit instead of two
+    /// on its first request, and never a commit of the object without its ID before it.
+    /// Read back by [`SqlStore::meta`] meanwhile; written at the latest when the store closes.
+    pub(super) fn defer_metas(&mut self, pairs: &[(&'static str, &str)]) {
+        self.deferred
+            .extend(pairs.iter().map(|(k, v)| (*k, v.to_string())));
+    }
+
+    /// Writes the deferred metadata and `pairs`, in one transaction of their own unless one
+    /// is open. The deferred ones stay deferred until that transaction commits.
+    fn write_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
+        let deferred = std::mem::take(&mut self.deferred);
+        let all = deferred
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(pairs.iter().copied());
+        let own = self.conn.is_autocommit() && deferred.len() + pairs.len() > 1;
+        let result = (|| -> rusqlite::Result<()> {
+            if own {
+                self.conn.execute_batch("BEGIN")?;
             }
+            for (key, value) in all {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO _do_meta (key, value) VALUES (?1, ?2) \
+                         ON CONFLICT (key) DO UPDATE SET value = ?2",
+                    )?
+                    .execute([key, value])?;
+            }
+            if own {
+                self.conn.execute_batch("COMMIT")?;
+            }
+            Ok(())
+        })();
+        self.deferred = deferred;
+        if let Err(e) = result {
+            if own {
+                self.rollback_quietly();
+            }
+            return Err(e.into());
         }
+        Ok(())
     }
 }
 
 impl Drop for SqlStore {
     fn drop(&mut self) {
+        // Metadata still deferred (no event ever committed): written now, before the close
+        // makes it durable. If it cannot be, the directory goes: nothing in it was ever
+        // committed, and a claimed spare without its ID could not be recovered after a power
+        // loss (see `spares`).
+        if !self.deferred.is_empty() {
+            // An event left open (a panic on the way) is abandoned, as the close would do.
+            self.rollback_quietly();
+        }
+        if !self.deferred.is_empty()
+            && let Err(e) = self.set_metas(&[])
+        {
+            tracing::error!(
+                path = %self.path.display(),
+                "cannot store the object's ID; removing its new, empty database: {e}"
+            );
+            if let Some(dir) = self.path.parent() {
+                let _ = fs::remove_dir_all(dir);
+            }
+            return;
+        }
         // Closing checkpoints the WAL into the file and deletes the WAL: that checkpoint must
         // sync the file first, which the first-commit OFF mode would not do.
         if self.fresh_wal.load(Ordering::Acquire)

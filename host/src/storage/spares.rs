@@ -14,16 +14,17 @@
 //! every claim: the spares of a batch share the sync of `spare/`, and so do the claims since
 //! the last batch.
 //!
-//! Durability without syncing the rename on the request path: the object's ID is the first
-//! thing committed to a claimed spare's database (`_do_meta` key `id`), so every acknowledged
-//! write of the object lies behind it in the same WAL. The background thread syncs the renamed
-//! directories as soon as it is free (several claims sharing the sync of `spare/`): always the
-//! shard directories that received spares before `spare/`, with claims held off meanwhile, so
-//! that the thread itself never makes a claimed directory's removal from `spare/` durable
-//! before its new entry. If power is lost before that, the directory may be found back in
-//! `spare/` at the next start, and [`Databases::open_dir`] moves every spare that holds an ID to
-//! its object's place before anything is served. Spares without an ID hold nothing and are
-//! removed then. (On a file system without a journal a rename is not atomic across a power
+//! Durability without syncing the rename on the request path: the object's ID is part of the
+//! first commit to a claimed spare's database (`_do_meta` key `id`, written with the object's
+//! first event), so every acknowledged write of the object lies behind it in the same WAL. The
+//! background thread syncs the renamed directories as soon as it is free (several claims
+//! sharing the sync of `spare/`): always the shard directories that received spares before
+//! `spare/`, with claims held off meanwhile, so that the thread itself never makes a claimed
+//! directory's removal from `spare/` durable before its new entry. If power is lost before
+//! that, the directory may be found back in `spare/` at the next start, and
+//! [`Databases::open_dir`] moves every spare that holds an ID to its object's place before
+//! anything is served. Spares without an ID hold nothing (nothing was ever committed to them)
+//! and are removed then. (On a file system without a journal a rename is not atomic across a power
 //! loss in any case: the kernel may write either directory first.)
 
 use std::fs;
@@ -154,10 +155,14 @@ impl Databases {
                 }
                 None => SqlStore::open_spare(&path, &self.config),
             }
-            .and_then(|mut store| store.set_metas(&meta).map(|()| store));
+            .map(|mut store| {
+                store.defer_metas(&meta);
+                store
+            });
             if result.is_err() {
-                // Without its ID the directory could not be recovered from `spare/` after a
-                // power loss: take it away, so the next attempt starts over.
+                // A spare that cannot be opened: take it away, so the next attempt starts
+                // over (without its ID it could not be recovered from `spare/` after a power
+                // loss).
                 let _ = fs::remove_dir_all(object_dir);
             }
             return result;

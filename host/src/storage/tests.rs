@@ -500,3 +500,62 @@ fn one_host_per_data_directory() {
     drop(second);
     drop(first);
 }
+
+/// The ID (and name) a claimed spare gets, read with a connection of its own.
+fn stored_meta(path: &Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT key, value FROM _do_meta ORDER BY key")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_new_objects_id_goes_in_with_its_first_commit_whatever_its_first_event_does() {
+    let data = tempfile::tempdir().unwrap();
+    let dbs = Databases::open_dir(data.path(), &with_spares(4)).unwrap();
+    wait_for_spares(&dbs);
+    let expect = |id: &crate::id::ObjectId, name: &str| {
+        vec![
+            ("id".to_string(), id.to_hex()),
+            (NAME_KEY.to_string(), name.to_string()),
+        ]
+    };
+
+    // Committed with the first event's own writes: one commit.
+    let id = object_id("committed");
+    let mut s = dbs.open(&id, Some("committed")).unwrap();
+    assert_eq!(s.meta(NAME_KEY).unwrap().as_deref(), Some("committed"));
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    assert_eq!(
+        stored_meta(&database_path(data.path(), &id)),
+        expect(&id, "committed")
+    );
+
+    // A first event that rolls back: the ID is committed on its own right after.
+    let id = object_id("rolled back");
+    let mut s = dbs.open(&id, Some("rolled back")).unwrap();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
+    s.finish_event(false).unwrap();
+    assert!(s.needs_sync(), "the ID's commit awaits the sync");
+    s.sync().unwrap();
+    drop(s);
+    let path = database_path(data.path(), &id);
+    assert_eq!(stored_meta(&path), expect(&id, "rolled back"));
+
+    // No event at all (say, the instance could not be made): stored when the store closes.
+    let id = object_id("never ran");
+    drop(dbs.open(&id, Some("never ran")).unwrap());
+    assert_eq!(
+        stored_meta(&database_path(data.path(), &id)),
+        expect(&id, "never ran")
+    );
+}
