@@ -27,8 +27,10 @@ pub struct Options {
     pub rate: f64,
     /// Rooms the spread writes go to.
     pub spread_rooms: u64,
-    /// New rooms of the cold-start scenario.
+    /// New rooms of the cold-start scenario (each of its two measurements).
     pub new_rooms: u64,
+    /// New rooms per second of the cold-start scenario's paced measurement.
+    pub cold_rate: f64,
     /// Rooms activated, evicted and re-activated.
     pub reactivated_rooms: u64,
     /// Live-object cap that evicts them (dohost `--max-instances`, floor `--max-open`).
@@ -88,7 +90,7 @@ impl Scenario {
                 &[WriteOneThroughput, WriteOneP50, WriteOneP99, WriteOneSyncs]
             }
             Scenario::WriteSpread => &[SpreadThroughput, SpreadP99, SpreadSyncs],
-            Scenario::ColdStart => &[ColdP50, ColdP99, ColdSyncs],
+            Scenario::ColdStart => &[ColdPacedP50, ColdPacedP99, ColdP50, ColdP99, ColdSyncs],
             Scenario::Reactivation => &[ReactivationP50, ReactivationP99],
             Scenario::Memory => &[MemoryPerObject],
         }
@@ -129,6 +131,8 @@ pub enum Metric {
     SpreadThroughput,
     SpreadP99,
     SpreadSyncs,
+    ColdPacedP50,
+    ColdPacedP99,
     ColdP50,
     ColdP99,
     ColdSyncs,
@@ -138,7 +142,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 19] = [
         Metric::WarmReadThroughput,
         Metric::WarmReadP50,
         Metric::WarmReadP99,
@@ -150,6 +154,8 @@ impl Metric {
         Metric::SpreadThroughput,
         Metric::SpreadP99,
         Metric::SpreadSyncs,
+        Metric::ColdPacedP50,
+        Metric::ColdPacedP99,
         Metric::ColdP50,
         Metric::ColdP99,
         Metric::ColdSyncs,
@@ -199,8 +205,24 @@ impl Metric {
                     o.spread_rooms
                 )
             }
-            Metric::ColdP50 => format!("first request, {} new rooms: p50", o.new_rooms),
-            Metric::ColdP99 => format!("first request, {} new rooms: p99", o.new_rooms),
+            Metric::ColdPacedP50 => {
+                format!(
+                    "first request, new rooms at {} (CO-corrected): p50",
+                    fmt_rate(o.cold_rate)
+                )
+            }
+            Metric::ColdPacedP99 => {
+                format!(
+                    "first request, new rooms at {} (CO-corrected): p99",
+                    fmt_rate(o.cold_rate)
+                )
+            }
+            Metric::ColdP50 => {
+                format!("first request, {} new rooms back to back: p50", o.new_rooms)
+            }
+            Metric::ColdP99 => {
+                format!("first request, {} new rooms back to back: p99", o.new_rooms)
+            }
             Metric::ColdSyncs => "first request to a new room: file syncs".into(),
             Metric::ReactivationP50 => {
                 format!("re-activation, {} evicted rooms: p50", o.reactivated_rooms)
@@ -442,6 +464,24 @@ impl Runner<'_> {
         // Loads the code (component instance pool, JS isolate) with an object of its own, so
         // the figures are of objects, not of the first request a process ever serves.
         setup(&peer, join("warmup", 0)).await?;
+        // Paced: new rooms at a fixed rate, open loop (a late response delays no later
+        // request), so each figure is one activation as a client sees it, whatever a peer does
+        // in the background between them. After a second's rest from start-up, for every peer.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rate = self.options.cold_rate;
+        let paced_plan: RequestPlan = Arc::new(|i| join(&format!("paced-{i}"), 0));
+        let paced_load = Load {
+            connections: 4,
+            pacing: Pacing::FixedRate(rate),
+            amount: Amount::Timed {
+                warmup: Duration::ZERO,
+                measure: Duration::from_secs_f64(rooms as f64 / rate),
+            },
+        };
+        let mut paced = loadgen::run(peer.addr, paced_load, paced_plan).await?;
+        paced.require_clean("first requests to new rooms at a fixed rate")?;
+        // Back to back: the next new room as soon as the last one answered, a burst that
+        // also measures how fast a peer can create objects.
         let plan: RequestPlan = Arc::new(|i| join(&format!("new-{i}"), 0));
         let counter = if self.options.count_syncs {
             SyncCounter::start(peer.pid(), work)
@@ -461,12 +501,17 @@ impl Runner<'_> {
         report.require_clean("first requests to new rooms")?;
         peer.stop().await?;
         let detail = format!(
-            "{rooms} new rooms, one at a time: {} ({}){}",
+            "new rooms at {}: {}, unsent {}; {rooms} new rooms back to back: {} ({}){}",
+            fmt_rate(rate),
+            paced.latencies.summary(),
+            paced.unsent,
             fmt_rate(report.throughput()),
             report.latencies.summary(),
             describe_syncs(syncs)
         );
         let mut values = Vec::new();
+        push_quantile(&mut values, Metric::ColdPacedP50, &mut paced, 0.5);
+        push_quantile(&mut values, Metric::ColdPacedP99, &mut paced, 0.99);
         push_quantile(&mut values, Metric::ColdP50, &mut report, 0.5);
         push_quantile(&mut values, Metric::ColdP99, &mut report, 0.99);
         values.extend(syncs.map(|s| (Metric::ColdSyncs, s)));

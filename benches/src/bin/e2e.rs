@@ -81,6 +81,10 @@ struct RunArgs {
     /// New rooms (cold start) and evicted rooms (re-activation) [default: 1000, quick: 200].
     #[arg(long)]
     rooms: Option<u64>,
+    /// New rooms per second of the cold-start scenario's paced measurement (open loop, as
+    /// many rooms as --rooms); its other measurement sends them back to back.
+    #[arg(long, default_value_t = 100.0)]
+    cold_rate: f64,
     /// Objects touched for the memory figure [default: 1000, quick: 200].
     #[arg(long)]
     objects: Option<u64>,
@@ -373,6 +377,7 @@ fn options(args: &RunArgs) -> Options {
         rate: args.rate.max(1.0),
         spread_rooms: args.spread_rooms.max(1),
         new_rooms: args.rooms.unwrap_or(rooms),
+        cold_rate: args.cold_rate.max(1.0),
         reactivated_rooms: args.rooms.unwrap_or(rooms),
         eviction_cap: args.eviction_cap,
         restart_all: args.restart_all,
