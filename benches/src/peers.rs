@@ -281,7 +281,19 @@ impl Drop for Peer {
         if let Ok(None) = self.child.try_wait() {
             self.kill();
         }
+        *LAST_STOP.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
+}
+
+/// When a peer last exited (stopped or killed; it most likely deleted files on the way).
+static LAST_STOP: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// Time since a peer was last stopped, if one was.
+pub fn since_last_stop() -> Option<Duration> {
+    LAST_STOP
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map(|at| at.elapsed())
 }
 
 /// A free port on 127.0.0.1 (bound and released; the peer binds it right after).

@@ -479,8 +479,24 @@ impl Runner<'_> {
         kind: PeerKind,
         work: &std::path::Path,
     ) -> anyhow::Result<PeerResult> {
+        // Peers delete files when they stop (SQLite removes each WAL at close); creating
+        // files within ~30 s of mass deletions is several times slower on ext4 without a
+        // journal (see `workspace::INODE_QUARANTINE`), and this scenario creates files on
+        // the measured path. One run had stalls of up to 0.7 s for the first peer after
+        // write-spread. So every peer starts here once the window after the last stop is over.
+        if let Some(wait) = crate::peers::since_last_stop()
+            .map(|since| crate::workspace::INODE_QUARANTINE.saturating_sub(since))
+            .filter(|wait| !wait.is_zero())
+        {
+            eprintln!(
+                "  (waiting {:.0} s: the previous peer deleted its files when it stopped)",
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+        }
         let rooms = self.options.new_rooms.max(1);
-        let peer = self.start(kind, self.live_cap(rooms), work).await?;
+        // Room for both measurements' rooms: an eviction would add its close to the figures.
+        let peer = self.start(kind, self.live_cap(2 * rooms), work).await?;
         // Loads the code (component instance pool, JS isolate) with an object of its own, so
         // the figures are of objects, not of the first request a process ever serves.
         setup(&peer, join("warmup", 0)).await?;
