@@ -66,7 +66,7 @@ fn a_go_panic_or_error_rolls_back_the_event_and_the_next_request_works() {
         ],
     );
     // The panic and its goroutine trace went to the host's log.
-    let log = host.log();
+    let log = host.wait_for_log(|log| log.contains("panic: conformance object: trap requested"));
     assert!(
         log.contains("panic: conformance object: trap requested"),
         "{log}"

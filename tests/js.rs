@@ -395,9 +395,16 @@ fn an_exception_in_fetch_rolls_back_the_event_and_the_next_request_works() {
     // The row written before the throw was rolled back; the next request gets a fresh
     // instance and works.
     assert_eq!(client.post("/r/write", "").json(), json!({ "events": 2 }));
+    let uncaught = "Uncaught (in fetch) TypeError: boom after writing";
+    let log = host.wait_for_log(|log| log.contains(uncaught));
+    // Tagged with the object it came from.
+    let line = log.lines().find(|l| l.contains(uncaught));
+    let tag = line
+        .and_then(|l| l.split_once("object=\""))
+        .and_then(|(_, rest)| rest.get(..64));
     assert!(
-        host.log()
-            .contains("Uncaught (in fetch) TypeError: boom after writing")
+        tag.is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{log}"
     );
 }
 

@@ -60,7 +60,7 @@ fn a_python_exception_rolls_back_the_event_and_the_next_request_works() {
         ],
     );
     // The OverflowError's traceback went to the host's log.
-    let log = host.log();
+    let log = host.wait_for_log(|log| log.contains("Traceback") && log.contains("OverflowError"));
     assert!(
         log.contains("Traceback") && log.contains("OverflowError"),
         "{log}"

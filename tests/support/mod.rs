@@ -133,6 +133,20 @@ impl Host {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The log once `done` holds for it, or after 10 s: the host's log reaches the test
+    /// through a pipe and a reader thread, and a guest's output goes to it from a stream task
+    /// of its own, so a line may arrive just after the response it belongs to.
+    pub fn wait_for_log(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if done(&log) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Graceful stop (SIGTERM); returns the exit status code.
     pub fn stop(mut self) -> Option<i32> {
         signal(&self.child, libc_sigterm());
