@@ -298,7 +298,7 @@ impl Runner<'_> {
     ) -> anyhow::Result<Peer> {
         // Writes the scratch file system's dirty data out first (what earlier peers and
         // scenarios left for the kernel to write back), so that no peer's figures include
-        // another's write-back: it ran into later measurements, with stalls of up to 0.4 s.
+        // another's write-back.
         let dir = work.to_path_buf();
         let flushed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::os::fd::AsRawFd;
