@@ -268,7 +268,7 @@ fn instantiate(c: &mut Criterion, f: &Fixture) {
                     // Tearing the instance down (returning its pool slot) is not timed.
                     match live {
                         Ok(live) => database = Some(live.into_database()),
-                        Err(e) => panic!("{}: {e}", host.label),
+                        Err(failed) => panic!("{}: {}", host.label, failed.0),
                     }
                 }
                 record(key, total, iters);

@@ -180,13 +180,14 @@ pub struct LiveObject {
 }
 
 impl LiveObject {
-    /// Instantiates the class of `host` for `identity` over its open database.
+    /// Instantiates the class of `host` for `identity` over its open database. On failure the
+    /// database comes back with the error: it may hold commits that still await their sync.
     pub fn activate(
         rt: &Handle,
         host: &HostParts<'_>,
         identity: Identity,
         sql: SqlStore,
-    ) -> Result<Self, EventError> {
+    ) -> Result<Self, Box<(EventError, SqlStore)>> {
         let mut sql = sql;
         let deadline = Instant::now() + POOL_WAIT;
         loop {
@@ -199,7 +200,10 @@ impl LiveObject {
                     sql = store.into_data().sql;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => return Err(EventError::Activation(describe_trap(&e))),
+                Err(e) => {
+                    let sql = store.into_data().sql;
+                    return Err(Box::new((EventError::Activation(describe_trap(&e)), sql)));
+                }
             }
         }
     }
@@ -228,7 +232,11 @@ impl LiveObject {
             EventKind::AlarmDue { retry } => match self.prepare_alarm(retry, alarms) {
                 Ok(Some(info)) => Some(info),
                 Ok(None) => return (Ok(Reply::AlarmNotDue), true),
-                Err(e) => return (Err(e), false),
+                Err(e) => {
+                    // Ends the event transaction if the failure left it open.
+                    let _ = self.store.data_mut().sql.finish_event(false);
+                    return (Err(e), false);
+                }
             },
         };
         self.store.set_epoch_deadline(1);

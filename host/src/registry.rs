@@ -598,7 +598,10 @@ impl Actor {
                 .insert(self.shared.databases.open(&self.id, self.name.as_deref())?),
         };
         database.begin_event(None)?;
-        database.set_alarm(None)?;
+        if let Err(e) = database.set_alarm(None) {
+            let _ = database.finish_event(false);
+            return Err(e.into());
+        }
         database.finish_event(true)?;
         self.shared.alarms.remove(&self.id)?;
         Ok(())
@@ -607,9 +610,13 @@ impl Actor {
     fn activate(&mut self, rt: &Handle) -> Result<(LiveObject, ActivationTimings), EventError> {
         let config = &self.shared.config;
         let started = Instant::now();
-        let mut database = match self.database.take() {
+        // The database stays with the actor if activation fails: it may hold commits of
+        // earlier events whose responses wait for their sync.
+        let database = match &mut self.database {
             Some(db) => db,
-            None => self.shared.databases.open(&self.id, self.name.as_deref())?,
+            None => self
+                .database
+                .insert(self.shared.databases.open(&self.id, self.name.as_deref())?),
         };
         match (&self.name, self.name_stored) {
             (Some(name), false) => {
@@ -624,6 +631,7 @@ impl Actor {
             }
             _ => {}
         }
+        let database = self.database.take().expect("opened above");
         let identity = Identity {
             class: self.shared.class_name.clone(),
             id: self.id,
@@ -637,7 +645,14 @@ impl Actor {
             fetch: &config.fetch,
             metrics: &self.shared.metrics,
         };
-        let live = LiveObject::activate(rt, &host, identity, database)?;
+        let live = match LiveObject::activate(rt, &host, identity, database) {
+            Ok(live) => live,
+            Err(failed) => {
+                let (e, database) = *failed;
+                self.database = Some(database);
+                return Err(e);
+            }
+        };
         let timings = ActivationTimings {
             open_database,
             instantiate: started.elapsed(),

@@ -717,24 +717,20 @@ impl SqlStore {
 impl Drop for SqlStore {
     fn drop(&mut self) {
         // Metadata still deferred (no event ever committed): written now, before the close
-        // makes it durable. If it cannot be, the directory goes: nothing in it was ever
-        // committed, and a claimed spare without its ID could not be recovered after a power
-        // loss (see `spares`).
+        // makes it durable. (If it cannot be, the directory stays: another actor of the same
+        // object may be opening it already. Nothing in it was ever acknowledged.)
         if !self.deferred.is_empty() {
             // An event left open (a panic on the way) is abandoned, as the close would do.
             self.rollback_quietly();
-        }
-        if !self.deferred.is_empty()
-            && let Err(e) = self.set_metas(&[])
-        {
-            tracing::error!(
-                path = %self.path.display(),
-                "cannot store the object's ID; removing its new, empty database: {e}"
-            );
-            if let Some(dir) = self.path.parent() {
-                let _ = fs::remove_dir_all(dir);
+            if let Err(e) = self.set_metas(&[]) {
+                tracing::error!(path = %self.path.display(), "cannot store the object's ID: {e}");
             }
-            return;
+        }
+        // Commits not synced yet (their responses are held): synced now, with any new
+        // directory entries, rather than left to the close's checkpoint, which does not sync
+        // those entries and may be blocked.
+        if let Err(e) = self.sync() {
+            tracing::error!(path = %self.path.display(), "sync before closing failed: {e}");
         }
         // Closing checkpoints the WAL into the file and deletes the WAL: that checkpoint must
         // sync the file first, which the first-commit OFF mode would not do.
