@@ -586,17 +586,21 @@ impl Actor {
         }
     }
 
+    /// Opens the object's database into `self.database` unless the actor holds it already.
+    fn open_database(&mut self) -> Result<(), StorageError> {
+        if self.database.is_none() {
+            self.database = Some(self.shared.databases.open(&self.id, self.name.as_deref())?);
+        }
+        Ok(())
+    }
+
     /// Deletes the object's alarm in a transaction of its own, then its index entry.
     fn clear_alarm(&mut self) -> Result<(), EventError> {
         if let Some(live) = self.live.take() {
             self.database = Some(live.into_database());
         }
-        let database = match &mut self.database {
-            Some(db) => db,
-            None => self
-                .database
-                .insert(self.shared.databases.open(&self.id, self.name.as_deref())?),
-        };
+        self.open_database()?;
+        let database = self.database.as_mut().expect("opened above");
         database.begin_event(None)?;
         if let Err(e) = database.set_alarm(None) {
             let _ = database.finish_event(false);
@@ -608,16 +612,11 @@ impl Actor {
     }
 
     fn activate(&mut self, rt: &Handle) -> Result<(LiveObject, ActivationTimings), EventError> {
-        let config = &self.shared.config;
         let started = Instant::now();
         // The database stays with the actor if activation fails: it may hold commits of
         // earlier events whose responses wait for their sync.
-        let database = match &mut self.database {
-            Some(db) => db,
-            None => self
-                .database
-                .insert(self.shared.databases.open(&self.id, self.name.as_deref())?),
-        };
+        self.open_database()?;
+        let database = self.database.as_mut().expect("opened above");
         match (&self.name, self.name_stored) {
             (Some(name), false) => {
                 if database.meta(NAME_KEY)?.as_deref() != Some(name) {
@@ -632,6 +631,7 @@ impl Actor {
             _ => {}
         }
         let database = self.database.take().expect("opened above");
+        let config = &self.shared.config;
         let identity = Identity {
             class: self.shared.class_name.clone(),
             id: self.id,
