@@ -453,7 +453,7 @@ impl SqlStore {
         });
         self.deadline.store(nanos, Ordering::Relaxed);
         self.conn.execute_batch("BEGIN")?;
-        if let Err(e) = self.write_metas(&[]) {
+        if let Err(e) = self.set_metas(&[]) {
             self.rollback_quietly();
             return Err(e);
         }
@@ -656,18 +656,6 @@ impl SqlStore {
         self.set_metas(&[(key, value)])
     }
 
-    /// Stores metadata values, all in one transaction (or inside the current one, if any),
-    /// with any deferred ones.
-    pub fn set_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
-        if self.conn.is_autocommit() {
-            self.write_metas(pairs)?;
-            self.deferred.clear();
-            Ok(())
-        } else {
-            self.write_metas(pairs)
-        }
-    }
-
     /// Metadata for the next commit: the event's, if one is about to run, else their own.
     /// A new object's ID goes in with its first event this way: one commit instead of two
     /// on its first request, and never a commit of the object without its ID before it.
@@ -677,15 +665,17 @@ impl SqlStore {
             .extend(pairs.iter().map(|(k, v)| (*k, v.to_string())));
     }
 
-    /// Writes the deferred metadata and `pairs`, in one transaction of their own unless one
-    /// is open. The deferred ones stay deferred until that transaction commits.
-    fn write_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
+    /// Stores metadata values with any deferred ones, all in one transaction: their own, or
+    /// the current one if one is open. The deferred ones stay deferred until the transaction
+    /// holding them commits: their own here, or the open one (see [`SqlStore::finish_event`]).
+    pub fn set_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
         let deferred = std::mem::take(&mut self.deferred);
         let all = deferred
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
             .chain(pairs.iter().copied());
-        let own = self.conn.is_autocommit() && deferred.len() + pairs.len() > 1;
+        let autocommit = self.conn.is_autocommit();
+        let own = autocommit && deferred.len() + pairs.len() > 1;
         let result = (|| -> rusqlite::Result<()> {
             if own {
                 self.conn.execute_batch("BEGIN")?;
@@ -703,12 +693,15 @@ impl SqlStore {
             }
             Ok(())
         })();
-        self.deferred = deferred;
         if let Err(e) = result {
+            self.deferred = deferred;
             if own {
                 self.rollback_quietly();
             }
             return Err(e.into());
+        }
+        if !autocommit {
+            self.deferred = deferred;
         }
         Ok(())
     }

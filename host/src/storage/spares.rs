@@ -24,8 +24,8 @@
 //! that, the directory may be found back in `spare/` at the next start, and
 //! [`Databases::open_dir`] moves every spare that holds an ID to its object's place before
 //! anything is served. Spares without an ID hold nothing (nothing was ever committed to them)
-//! and are removed then. (On a file system without a journal a rename is not atomic across a power
-//! loss in any case: the kernel may write either directory first.)
+//! and are removed then. (On a file system without a journal a rename is not atomic across a
+//! power loss in any case: the kernel may write either directory first.)
 
 use std::fs;
 use std::io;
