@@ -256,6 +256,49 @@ fn idle_objects_hibernate_and_wake_with_their_data() {
 }
 
 #[test]
+fn an_object_in_steady_use_outlives_its_idle_timeout() {
+    // One request at a time: each finds the object idle and runs on the request's own thread,
+    // not through the actor's queue. The idle timeout counts from the last of them.
+    let data = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &[
+            "--idle-timeout",
+            "300ms",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    let mut client = host.client();
+    client
+        .run("steady", json!([exec("CREATE TABLE t (v)")]))
+        .results();
+    for i in 0..12 {
+        std::thread::sleep(Duration::from_millis(100));
+        client
+            .run(
+                "steady",
+                json!([exec(&format!("INSERT INTO t VALUES ({i})"))]),
+            )
+            .results();
+    }
+    assert_eq!(
+        metric(admin, "dohost_activations_total"),
+        1.0,
+        "one activation for 1.2 s of requests 100 ms apart"
+    );
+    assert_eq!(count_rows(&host, "steady", "t"), 12);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        metric(admin, "dohost_live_objects"),
+        0.0,
+        "evicted once idle"
+    );
+}
+
+#[test]
 fn the_live_object_cap_evicts_the_least_recently_used() {
     let data = tempfile::tempdir().unwrap();
     let admin = free_port();
