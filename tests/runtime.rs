@@ -386,3 +386,54 @@ fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let host = Host::start(&guest("conformance"), data.path(), &[]);
     assert_eq!(count_rows(&host, "g", "t"), 1);
 }
+
+#[test]
+fn a_host_embedded_in_a_current_thread_runtime_serves_one_event_at_a_time() {
+    // Tokio forbids blocking a current-thread runtime's thread, so there an event for an idle
+    // object runs on a blocking thread rather than inline; events of one object still run one
+    // at a time, none lost.
+    let data = tempfile::tempdir().unwrap();
+    let mut config = dohost::ServerConfig::new(guest("game-room"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data.path().to_path_buf();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = dohost::Server::bind(config).await.unwrap();
+            addr_tx.send(server.local_addr().unwrap()).unwrap();
+            server
+                .serve(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    let clients: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..10 {
+                    let body = json!({ "playerId": format!("p{t}-{i}"), "name": "Ann" });
+                    let response = client.post_json("/lobby/join", &body);
+                    assert_eq!(response.status, 200, "{}", response.text());
+                    // Each client's own room: one request at a time, always idle.
+                    let response = client.post_json(&format!("/own-{t}/join"), &body);
+                    assert_eq!(response.json()["players"], json!(i + 1));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let mut client = Client::connect(addr);
+    assert_eq!(client.get("/lobby/count").text(), r#"{"players":80}"#);
+    stop_tx.send(()).unwrap();
+    server.join().expect("server thread");
+}

@@ -76,8 +76,9 @@ struct ActorHandle {
     queue: mpsc::UnboundedSender<Envelope>,
     /// Events sent but not yet taken up by the actor.
     queued: Arc<AtomicUsize>,
-    /// Set by the actor while it handles an event (before `queued` drops), so that an actor
-    /// with `queued == 0 && !busy` holds no event at all and may be evicted.
+    /// Set while an event of the object runs (by the actor task before `queued` drops, or by
+    /// a dispatcher that runs one inline) and while responses wait for their sync, so that an
+    /// actor with `queued == 0 && !busy` holds no event at all and may be evicted.
     busy: Arc<AtomicBool>,
     /// Registry tick of the actor's last event, for least-recently-used eviction.
     last_used: Arc<AtomicU64>,
@@ -97,34 +98,42 @@ struct ActorHandle {
 /// The actor task takes its state back from here before it runs queued events, waiting while
 /// a dispatcher holds it, so events still run one at a time and in arrival order: a dispatcher
 /// takes the state only when no event is queued, and every event that arrives meanwhile is
-/// queued behind it.
+/// queued behind it. If some did, the dispatcher leaves its event's response held with the
+/// state, and the task releases it with the sync it makes for those events (group commit).
 struct Slot {
-    state: Mutex<Option<Actor>>,
+    state: Mutex<Option<Parked>>,
     /// When the state was last put back: the end of the object's last event, or of the
     /// task's last batch. The idle timeout counts from here.
     put_at: Mutex<Instant>,
-    /// Signalled when a dispatcher puts the state back (or cannot).
+    /// Signalled whenever the state is put back, and when a dispatcher cannot (`poisoned`).
     returned: Notify,
     /// Set when a dispatcher's event thread panicked: the state is gone; the actor ends.
     poisoned: AtomicBool,
 }
 
+/// An actor's state in its slot, with the responses that wait for its next sync (only ever
+/// left by a dispatcher that saw events queued behind its own, and then `busy` stays set).
+struct Parked {
+    actor: Actor,
+    held: Vec<(Reply_, Outcome)>,
+}
+
 impl Slot {
-    fn put(&self, actor: Actor) {
-        *self.put_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(actor);
+    fn put(&self, actor: Actor, held: Vec<(Reply_, Outcome)>) {
+        self.touch();
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Parked { actor, held });
         self.returned.notify_one();
     }
 
-    fn try_take(&self) -> Option<Actor> {
+    fn try_take(&self) -> Option<Parked> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The state, once a dispatcher that holds it puts it back; `None` if it never will.
-    async fn take(&self) -> Option<Actor> {
+    async fn take(&self) -> Option<Parked> {
         loop {
-            if let Some(actor) = self.try_take() {
-                return Some(actor);
+            if let Some(parked) = self.try_take() {
+                return Some(parked);
             }
             if self.poisoned.load(Ordering::Acquire) {
                 return None;
@@ -133,7 +142,12 @@ impl Slot {
         }
     }
 
-    /// How long the state has been back, unused.
+    /// Marks the object used now, for the idle timeout.
+    fn touch(&self) {
+        *self.put_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// How long since the object was last used.
     fn idle_for(&self) -> Duration {
         self.put_at
             .lock()
@@ -229,8 +243,9 @@ impl ObjectRegistry {
             .unwrap_or(0)
     }
 
-    /// Evicts object `id` if it is live: it finishes the events already queued, then its
-    /// instance is dropped and its database closed. Returns whether it was live, once it is gone.
+    /// Evicts object `id` if it is live: it finishes the events already queued (and one a
+    /// dispatcher may be running inline), then its instance is dropped and its database
+    /// closed. Returns whether it was live, once it is gone.
     pub async fn evict(&self, id: ObjectId) -> bool {
         let handle = self
             .shared
@@ -276,7 +291,6 @@ impl ObjectRegistry {
     ) -> Result<Reply, DispatchError> {
         let (reply, outcome) = oneshot::channel();
         let mut envelope = Some(Envelope { name, event, reply });
-        let inline = can_block_in_place();
         let lent = {
             let mut actors = self
                 .shared
@@ -297,20 +311,23 @@ impl ObjectRegistry {
                 .entry(id)
                 .or_insert_with(|| spawn_actor(&self.shared, id));
             let queued = actor.queued.load(Ordering::Relaxed);
-            // Idle: run the event here (see `Slot`). `busy` keeps eviction and the actor's
-            // idle timeout off it meanwhile.
-            let state = (inline && queued == 0 && !actor.busy.load(Ordering::Acquire))
+            // Idle: run the event here (see `Slot`). `busy` keeps capacity and idle evictions
+            // off it meanwhile (an explicit `evict` or shutdown waits for it instead).
+            let state = (queued == 0 && !actor.busy.load(Ordering::Acquire))
                 .then(|| actor.slot.try_take())
                 .flatten();
             match state {
-                Some(state) => {
+                Some(Parked { actor: state, held }) => {
+                    // Responses are held only while `busy` is set.
+                    debug_assert!(held.is_empty());
                     actor.busy.store(true, Ordering::Release);
-                    Some((
+                    Some(Lent {
                         state,
-                        actor.slot.clone(),
-                        actor.busy.clone(),
-                        actor.last_used.clone(),
-                    ))
+                        slot: actor.slot.clone(),
+                        queued: actor.queued.clone(),
+                        busy: actor.busy.clone(),
+                        last_used: actor.last_used.clone(),
+                    })
                 }
                 None => {
                     if queued >= self.shared.config.limits.max_queued_events {
@@ -326,8 +343,9 @@ impl ObjectRegistry {
                 }
             }
         };
-        if let (Some((state, slot, busy, last_used)), Some(envelope)) = (lent, envelope) {
-            self.run_lent(state, envelope, &slot, &busy, &last_used);
+        if let Some(lent) = lent {
+            let envelope = envelope.expect("a lent state's event was not queued");
+            self.run_lent(lent, envelope).await;
         }
         match outcome.await {
             Ok(result) => Ok(result?),
@@ -336,49 +354,80 @@ impl ObjectRegistry {
     }
 
     /// Runs `envelope` with an idle actor's state on this thread, syncs its writes, and puts
-    /// the state back (or ends the actor if the thread panicked).
-    fn run_lent(
-        &self,
-        mut state: Actor,
-        envelope: Envelope,
-        slot: &Arc<Slot>,
-        busy: &AtomicBool,
-        last_used: &AtomicU64,
-    ) {
+    /// the state back (or ends the actor if the event's thread panicked). Where tokio does not
+    /// allow blocking this thread, the event runs on a blocking thread instead, still with the
+    /// lent state (so still ahead of any event queued meanwhile).
+    async fn run_lent(&self, lent: Lent, envelope: Envelope) {
+        let Lent {
+            state,
+            slot,
+            queued,
+            busy,
+            last_used,
+        } = lent;
         let id = state.id;
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tokio::task::block_in_place(|| {
-                let mut pending = Vec::new();
-                // Nothing counts as waiting: the response leaves from here, so the sync
-                // happens here too.
-                state.run_batch(vec![envelope], &mut pending, &AtomicUsize::new(0));
-                debug_assert!(pending.is_empty());
-                state
-            })
-        }));
+        let run = move |mut state: Actor, envelope: Envelope| {
+            let mut pending = Vec::new();
+            // Syncs here unless events were queued meanwhile: then the response waits, with
+            // the state, for the sync the actor task makes after them.
+            state.run_batch(vec![envelope], &mut pending, &queued);
+            (state, pending)
+        };
+        let mut parts = Some((state, envelope));
+        let mut ran = None;
+        if can_block_in_place() {
+            let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tokio::task::block_in_place(|| {
+                    let (state, envelope) = parts.take().expect("taken once");
+                    run(state, envelope)
+                })
+            }));
+            match inline {
+                Ok(state) => ran = Some(Ok(state)),
+                // The event ran and its thread panicked.
+                Err(panic) if parts.is_none() => ran = Some(Err(panic_message(&*panic))),
+                // Tokio refused before running it (a `LocalSet`, say): not on this thread again.
+                Err(_) => {
+                    INLINE_REFUSED.with(|refused| refused.set(true));
+                    tracing::debug!("events run on blocking threads: this thread may not block");
+                }
+            }
+        }
+        let ran = match (ran, parts) {
+            (Some(ran), _) => ran,
+            (None, Some((state, envelope))) => {
+                tokio::task::spawn_blocking(move || run(state, envelope))
+                    .await
+                    .map_err(|panic| panic.to_string())
+            }
+            (None, None) => unreachable!("the event either ran or is still here"),
+        };
         match ran {
-            Ok(state) => {
+            Ok((state, held)) => {
                 last_used.store(
                     self.shared.tick.fetch_add(1, Ordering::Relaxed),
                     Ordering::Relaxed,
                 );
-                // Not busy before the state is back: once it is, the actor task may take it
-                // up (and set `busy` itself) for events queued meanwhile.
-                busy.store(false, Ordering::Release);
-                slot.put(state);
+                // The idle timeout counts from now; and not busy before the state is back:
+                // once it is, the actor task may take it up (and set `busy` itself) for events
+                // queued meanwhile. With a response held, it stays busy for the task.
+                slot.touch();
+                if held.is_empty() {
+                    busy.store(false, Ordering::Release);
+                }
+                slot.put(state, held);
             }
             Err(panic) => {
                 // As for a panic on the actor's blocking thread: the state went down with it
                 // (the caller sees the object lost). Retire the actor.
-                let panic = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
                 tracing::error!(object = %id, "event thread panicked: {panic}");
+                self.shared
+                    .metrics
+                    .events_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut actors) = self.shared.actors.lock()
                     && let Some(actors) = actors.as_mut()
-                    && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, slot))
+                    && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, &slot))
                 {
                     actors.remove(&id);
                 }
@@ -388,12 +437,37 @@ impl ObjectRegistry {
     }
 }
 
+/// An idle actor's state, taken by a dispatcher, with what it needs to hand it back.
+struct Lent {
+    state: Actor,
+    slot: Arc<Slot>,
+    queued: Arc<AtomicUsize>,
+    busy: Arc<AtomicBool>,
+    last_used: Arc<AtomicU64>,
+}
+
+thread_local! {
+    /// Set on a thread where tokio refused `block_in_place` (see [`can_block_in_place`]).
+    static INLINE_REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// Whether this thread may run an event with [`tokio::task::block_in_place`]: on a
-/// multi-threaded runtime (or outside any runtime). A current-thread runtime (tests, some
-/// embedders) hands events to the actor task instead.
+/// multi-threaded runtime (or outside any runtime), unless tokio refused it on this thread
+/// before (inside a `LocalSet`, which this cannot see ahead). Elsewhere (a current-thread
+/// runtime, in tests or embedders) lent events run on a blocking thread.
 fn can_block_in_place() -> bool {
     use tokio::runtime::RuntimeFlavor;
-    Handle::try_current().map_or(true, |rt| rt.runtime_flavor() == RuntimeFlavor::MultiThread)
+    !INLINE_REFUSED.with(|refused| refused.get())
+        && Handle::try_current()
+            .map_or(true, |rt| rt.runtime_flavor() == RuntimeFlavor::MultiThread)
 }
 
 /// Removes the least recently used actor that holds no event. Its task then ends by itself,
@@ -418,13 +492,16 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     let busy = Arc::new(AtomicBool::new(false));
     let last_used = Arc::new(AtomicU64::new(shared.tick.fetch_add(1, Ordering::Relaxed)));
     let slot = Arc::new(Slot {
-        state: Mutex::new(Some(Actor {
-            shared: shared.clone(),
-            id,
-            name: None,
-            name_stored: false,
-            database: None,
-            live: None,
+        state: Mutex::new(Some(Parked {
+            actor: Actor {
+                shared: shared.clone(),
+                id,
+                name: None,
+                name_stored: false,
+                database: None,
+                live: None,
+            },
+            held: Vec::new(),
         })),
         put_at: Mutex::new(Instant::now()),
         returned: Notify::new(),
@@ -433,9 +510,9 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     shared.running.fetch_add(1, Ordering::AcqRel);
     shared.metrics.live_objects.fetch_add(1, Ordering::Relaxed);
     let ended = shared.clone();
-    let (busy_flag, used, state) = (busy.clone(), last_used.clone(), slot.clone());
+    let (busy_flag, used, parked) = (busy.clone(), last_used.clone(), slot.clone());
     let task = shared.rt.spawn(async move {
-        Actor::run(ended.clone(), id, state, inbox, queued, busy_flag, used).await;
+        Actor::run(ended.clone(), id, parked, inbox, queued, busy_flag, used).await;
         ended.metrics.live_objects.fetch_sub(1, Ordering::Relaxed);
         ended.running.fetch_sub(1, Ordering::AcqRel);
         ended.actor_ended.notify_waiters();
@@ -490,7 +567,7 @@ impl Actor {
             let envelope = if held.is_empty() {
                 // Idle: leave the state where a dispatcher can run an event with it.
                 if let Some(state) = actor.take() {
-                    slot.put(state);
+                    slot.put(state, Vec::new());
                 }
                 match tokio::time::timeout(wait, inbox.recv()).await {
                     Ok(Some(envelope)) => {
@@ -544,7 +621,11 @@ impl Actor {
             let mut state = match actor.take() {
                 Some(state) => state,
                 None => match slot.take().await {
-                    Some(state) => state,
+                    Some(parked) => {
+                        // The dispatcher's response, if it left one to share this batch's sync.
+                        held = parked.held;
+                        parked.actor
+                    }
                     // Its thread panicked; the callers of the queued events see the actor
                     // gone.
                     None => return,
@@ -596,11 +677,14 @@ impl Actor {
                 }
             }
         }
-        // Retired: the state back from a dispatcher that may still hold it, then the last
-        // sync. Dropping it closes the instance and the database.
+        // Retired: the state back from a dispatcher that may still hold it, and the sync of
+        // any response it left held. Dropping the state closes the instance and the database.
         let state = match actor.take() {
             Some(state) => Some(state),
-            None => slot.take().await,
+            None => slot.take().await.map(|parked| {
+                held = parked.held;
+                parked.actor
+            }),
         };
         if let Some(state) = state
             && !held.is_empty()
