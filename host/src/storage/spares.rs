@@ -40,7 +40,7 @@ use crate::id::ObjectId;
 /// File name of an object's database inside its directory.
 const DB_FILE: &str = "db.sqlite3";
 /// `_do_meta` key holding the object's ID in a database made from a spare.
-const ID_KEY: &str = "id";
+pub(super) const ID_KEY: &str = "id";
 /// Bytes of zeros a spare's WAL starts with: room for the first events' frames (4 KiB pages
 /// plus 24-byte frame headers) without growing the file.
 const SPARE_WAL_BYTES: usize = 16 * (4096 + 24) + 32;

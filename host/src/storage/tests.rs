@@ -559,3 +559,28 @@ fn a_new_objects_id_goes_in_with_its_first_commit_whatever_its_first_event_does(
         expect(&id, "never ran")
     );
 }
+
+#[test]
+fn a_warmed_up_spare_has_nothing_written_and_its_first_event_keeps_the_id() {
+    let data = tempfile::tempdir().unwrap();
+    let dbs = Databases::open_dir(data.path(), &with_spares(4)).unwrap();
+    wait_for_spares(&dbs);
+    // The warm-up's write was rolled back: every spare's WAL is still the zeros it was made of.
+    for spare in std::fs::read_dir(data.path().join("spare")).unwrap() {
+        let wal = create::sidecar(&spare.unwrap().path().join("db.sqlite3"), "-wal");
+        let bytes = std::fs::read(&wal).unwrap();
+        assert!(
+            !bytes.is_empty() && bytes.iter().all(|b| *b == 0),
+            "{wal:?}"
+        );
+    }
+    let id = object_id("warm");
+    let mut s = dbs.open(&id, Some("warm")).unwrap();
+    s.begin_event(None).unwrap();
+    s.finish_event(true).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let s = dbs.open(&id, None).unwrap();
+    assert_eq!(s.meta(spares::ID_KEY).unwrap(), Some(id.to_hex()));
+    assert_eq!(s.meta(NAME_KEY).unwrap().as_deref(), Some("warm"));
+}
