@@ -298,9 +298,11 @@ impl SqlStore {
 
     /// Opens a database made from a spare (see [`spares`]): the whole template and a WAL of
     /// zeros, all synced, so nothing about the files is new.
-    fn open_spare(path: &Path, config: &StorageConfig) -> Result<Self, StorageError> {
+    fn open_spare(path: &Path, config: &StorageConfig, warm: bool) -> Result<Self, StorageError> {
         let mut store = Self::open_file(path, config, Vec::new(), true)?;
-        store.warm_up();
+        if warm {
+            store.warm_up();
+        }
         Ok(store)
     }
 
