@@ -455,7 +455,7 @@ impl Spares {
     /// and the thread's time is better spent making them ready.
     fn open_ready(&self, made: Vec<PathBuf>) {
         for dir in made {
-            let warm = self.ready.lock().unwrap().len() >= self.target / 2;
+            let warm = self.ready.lock().unwrap().len() * 2 >= self.target;
             let store = SqlStore::open_spare(&dir.join(DB_FILE), &self.config, warm)
                 .inspect_err(|e| {
                     tracing::warn!(spare = %dir.display(), "cannot open a spare database ahead: {e}")

@@ -584,3 +584,28 @@ fn a_warmed_up_spare_has_nothing_written_and_its_first_event_keeps_the_id() {
     assert_eq!(s.meta(spares::ID_KEY).unwrap(), Some(id.to_hex()));
     assert_eq!(s.meta(NAME_KEY).unwrap().as_deref(), Some("warm"));
 }
+
+#[test]
+fn a_guest_sending_the_hosts_own_statement_is_still_denied() {
+    // The authorizer runs when a statement is prepared; guest queries come from the statement
+    // cache. The host's statements stay out of it, so the same text prepared for a guest is
+    // authorized as the guest's.
+    let data = tempfile::tempdir().unwrap();
+    let dbs = Databases::open_dir(data.path(), &with_spares(2)).unwrap();
+    wait_for_spares(&dbs);
+    let mut s = dbs.open(&object_id("victim"), Some("victim")).unwrap();
+    s.begin_event(None).unwrap();
+    s.set_meta(NAME_KEY, "renamed by the host").unwrap();
+    let err = exec(
+        &mut s,
+        META_UPSERT,
+        &[Value::Text("id".into()), Value::Text("00".into())],
+    )
+    .unwrap_err();
+    assert!(matches!(err, SqlError::AccessDenied(_)), "{err:?}");
+    s.finish_event(true).unwrap();
+    assert_eq!(
+        s.meta(spares::ID_KEY).unwrap(),
+        Some(object_id("victim").to_hex())
+    );
+}
