@@ -207,13 +207,13 @@ fn oversized_headers_are_refused_and_the_host_keeps_serving() {
     assert_eq!(host.client().get("/h/x").status, 200);
 }
 
-#[test]
-fn idle_objects_hibernate_and_wake_with_their_data() {
-    let data = tempfile::tempdir().unwrap();
+/// A host of the conformance guest whose objects retire after 300 ms idle, and the port of its
+/// metrics.
+fn conformance_host_idle_after_300ms(data: &std::path::Path) -> (Host, u16) {
     let admin = free_port();
     let host = Host::start(
         &guest("conformance"),
-        data.path(),
+        data,
         &[
             "--idle-timeout",
             "300ms",
@@ -221,6 +221,13 @@ fn idle_objects_hibernate_and_wake_with_their_data() {
             &format!("127.0.0.1:{admin}"),
         ],
     );
+    (host, admin)
+}
+
+#[test]
+fn idle_objects_hibernate_and_wake_with_their_data() {
+    let data = tempfile::tempdir().unwrap();
+    let (host, admin) = conformance_host_idle_after_300ms(data.path());
     let mut client = host.client();
     client
         .run(
@@ -260,17 +267,7 @@ fn an_object_in_steady_use_outlives_its_idle_timeout() {
     // One request at a time: each finds the object idle and runs on the request's own thread,
     // not through the actor's queue. The idle timeout counts from the last of them.
     let data = tempfile::tempdir().unwrap();
-    let admin = free_port();
-    let host = Host::start(
-        &guest("conformance"),
-        data.path(),
-        &[
-            "--idle-timeout",
-            "300ms",
-            "--admin",
-            &format!("127.0.0.1:{admin}"),
-        ],
-    );
+    let (host, admin) = conformance_host_idle_after_300ms(data.path());
     let mut client = host.client();
     client
         .run("steady", json!([exec("CREATE TABLE t (v)")]))
