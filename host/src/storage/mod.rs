@@ -328,8 +328,7 @@ impl SqlStore {
         let result = (|| -> rusqlite::Result<()> {
             self.conn.execute_batch("BEGIN")?;
             let written = self
-                .conn
-                .prepare_cached(META_UPSERT)
+                .host_statement(META_UPSERT)
                 .and_then(|mut upsert| upsert.execute([spares::ID_KEY, ""]));
             self.conn.execute_batch("ROLLBACK")?;
             written.map(drop)
@@ -612,6 +611,14 @@ impl SqlStore {
         result
     }
 
+    /// One of the host's statements, from the statement cache. The only way the host takes a
+    /// statement from the cache: it must be listed in [`HOST_CACHED`], so that a guest query
+    /// with the same text is never served the host's statement.
+    fn host_statement(&self, sql: &'static str) -> rusqlite::Result<rusqlite::CachedStatement<'_>> {
+        debug_assert!(HOST_CACHED.contains(&sql), "not in HOST_CACHED: {sql}");
+        self.conn.prepare_cached(sql)
+    }
+
     fn exec_guest(&mut self, query: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
         let changes_before = self.conn.total_changes();
         let mut out = ExecResult::default();
@@ -621,8 +628,9 @@ impl SqlStore {
         // the previous one ran (a later statement may use a table an earlier one creates).
         let single = !query.trim_end().trim_end_matches(';').contains(';');
         if single && HOST_CACHED.contains(&query.trim()) {
-            // Prepared (and authorized) for the guest, not the host's cached statement.
-            let mut stmt = self.conn.prepare(query).map_err(sql_error)?;
+            // Prepared (and authorized) for the guest, not the host's cached statement; trimmed
+            // as the cache would have.
+            let mut stmt = self.conn.prepare(query.trim()).map_err(sql_error)?;
             out.rows_read += run_statement(&mut stmt, &mut params, &mut out, &self.config)?;
         } else if single {
             match self.conn.prepare_cached(query) {
@@ -727,10 +735,7 @@ impl SqlStore {
                 self.conn.execute_batch("BEGIN")?;
             }
             for (key, value) in all {
-                // Cached: see `HOST_CACHED`.
-                self.conn
-                    .prepare_cached(META_UPSERT)?
-                    .execute([key, value])?;
+                self.host_statement(META_UPSERT)?.execute([key, value])?;
             }
             if own {
                 self.conn.execute_batch("COMMIT")?;

@@ -597,7 +597,12 @@ fn a_guest_sending_the_hosts_own_statement_is_still_denied() {
     let mut s = dbs.open(&object_id("victim"), Some("victim")).unwrap();
     s.begin_event(None).unwrap();
     s.set_meta(NAME_KEY, "renamed by the host").unwrap();
-    for text in [META_UPSERT.to_string(), format!("  {META_UPSERT}\n")] {
+    for text in [
+        META_UPSERT.to_string(),
+        format!("  {META_UPSERT}\n"),
+        format!("\u{3000}{META_UPSERT}\u{3000}"),
+        format!("{META_UPSERT};"),
+    ] {
         let err = exec(
             &mut s,
             &text,
@@ -610,5 +615,16 @@ fn a_guest_sending_the_hosts_own_statement_is_still_denied() {
     assert_eq!(
         s.meta(spares::ID_KEY).unwrap(),
         Some(object_id("victim").to_hex())
+    );
+}
+
+#[test]
+fn the_host_takes_no_statement_from_the_cache_but_through_host_statement() {
+    // A `prepare_cached` outside `host_statement` could serve a guest the host's statement.
+    let source = include_str!("mod.rs");
+    let calls = source.matches(".prepare_cached(").count();
+    assert_eq!(
+        calls, 2,
+        "prepare_cached: once in host_statement, once for guest queries"
     );
 }
