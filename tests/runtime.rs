@@ -437,3 +437,57 @@ fn a_host_embedded_in_a_current_thread_runtime_serves_one_event_at_a_time() {
     stop_tx.send(()).unwrap();
     server.join().expect("server thread");
 }
+
+#[test]
+fn a_dispatch_dropped_mid_event_on_a_current_thread_runtime_loses_no_object() {
+    // There, an event for an idle object runs on a blocking thread with the object's state;
+    // the caller may give up (a timeout, a shutdown) before it is done. The thread gives the
+    // state back itself, so the object's next event still runs.
+    use dohost::bindings::http_types::Request;
+    use dohost::object::{EventKind, Reply};
+    let data = tempfile::tempdir().unwrap();
+    let mut config = dohost::ServerConfig::new(guest("conformance"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data.path().to_path_buf();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let server = dohost::Server::bind(config).await.unwrap();
+        let registry = server.registry().clone();
+        let class = registry.class().name().to_string();
+        let id = registry.ids().from_name(&class, "slow").unwrap();
+        let run = |steps: Json| {
+            EventKind::Request(Request {
+                method: "POST".into(),
+                url: "http://localhost/run".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::to_vec(&json!({ "steps": steps })).unwrap(),
+            })
+        };
+        let spin = run(json!([{ "op": "spin", "ms": 300 }]));
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            registry.dispatch(id, Some("slow".into()), spin),
+        )
+        .await;
+        assert!(dropped.is_err(), "the spin outlasts the timeout");
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            registry.dispatch(
+                id,
+                Some("slow".into()),
+                run(json!([{ "op": "spin", "ms": 1 }])),
+            ),
+        )
+        .await
+        .expect("the object answers after a dropped dispatch")
+        .unwrap();
+        assert!(
+            matches!(&next, Reply::Response(r) if r.status == 200),
+            "{next:?}"
+        );
+        registry.shutdown().await;
+    });
+}

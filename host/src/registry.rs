@@ -373,8 +373,14 @@ impl ObjectRegistry {
             state.run_batch(vec![envelope], &mut pending, &queued);
             (state, pending)
         };
+        let back = GiveBack {
+            shared: self.shared.clone(),
+            id,
+            slot,
+            busy,
+            last_used,
+        };
         let mut parts = Some((state, envelope));
-        let mut ran = None;
         if can_block_in_place() {
             let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 tokio::task::block_in_place(|| {
@@ -383,9 +389,9 @@ impl ObjectRegistry {
                 })
             }));
             match inline {
-                Ok(state) => ran = Some(Ok(state)),
+                Ok(ran) => return back.ran(Ok(ran)),
                 // The event ran and its thread panicked.
-                Err(panic) if parts.is_none() => ran = Some(Err(panic_message(&*panic))),
+                Err(panic) if parts.is_none() => return back.ran(Err(panic_message(&*panic))),
                 // Tokio refused before running it (a `LocalSet`, say): not on this thread again.
                 Err(_) => {
                     INLINE_REFUSED.with(|refused| refused.set(true));
@@ -393,19 +399,42 @@ impl ObjectRegistry {
                 }
             }
         }
-        let ran = match (ran, parts) {
-            (Some(ran), _) => ran,
-            (None, Some((state, envelope))) => {
-                tokio::task::spawn_blocking(move || run(state, envelope))
-                    .await
-                    .map_err(|panic| panic.to_string())
-            }
-            (None, None) => unreachable!("the event either ran or is still here"),
-        };
+        let (state, envelope) = parts.expect("not run inline");
+        // The blocking thread gives the state back itself: this future may be dropped (its
+        // client gone) before the thread is done.
+        let _ = tokio::task::spawn_blocking(move || {
+            let ran =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(state, envelope)));
+            back.ran(ran.map_err(|panic| panic_message(&*panic)));
+        })
+        .await;
+    }
+}
+
+/// Puts a lent state back where its actor finds it, once its event ran.
+struct GiveBack {
+    shared: Arc<Shared>,
+    id: ObjectId,
+    slot: Arc<Slot>,
+    busy: Arc<AtomicBool>,
+    last_used: Arc<AtomicU64>,
+}
+
+impl GiveBack {
+    /// `ran`: the state and any response held for the actor's next sync, or the panic that
+    /// took them.
+    fn ran(self, ran: Result<(Actor, Vec<(Reply_, Outcome)>), String>) {
+        let GiveBack {
+            shared,
+            id,
+            slot,
+            busy,
+            last_used,
+        } = self;
         match ran {
             Ok((state, held)) => {
                 last_used.store(
-                    self.shared.tick.fetch_add(1, Ordering::Relaxed),
+                    shared.tick.fetch_add(1, Ordering::Relaxed),
                     Ordering::Relaxed,
                 );
                 // The idle timeout counts from now; and not busy before the state is back:
@@ -421,11 +450,8 @@ impl ObjectRegistry {
                 // As for a panic on the actor's blocking thread: the state went down with it
                 // (the caller sees the object lost). Retire the actor.
                 tracing::error!(object = %id, "event thread panicked: {panic}");
-                self.shared
-                    .metrics
-                    .events_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut actors) = self.shared.actors.lock()
+                shared.metrics.events_failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut actors) = shared.actors.lock()
                     && let Some(actors) = actors.as_mut()
                     && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, &slot))
                 {
