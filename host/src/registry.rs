@@ -12,6 +12,7 @@
 //! `actors` lock, so no event is ever enqueued to an actor that has stopped.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -323,10 +324,14 @@ impl ObjectRegistry {
                     actor.busy.store(true, Ordering::Release);
                     Some(Lent {
                         state,
-                        slot: actor.slot.clone(),
                         queued: actor.queued.clone(),
-                        busy: actor.busy.clone(),
-                        last_used: actor.last_used.clone(),
+                        back: GiveBack {
+                            shared: self.shared.clone(),
+                            id,
+                            slot: actor.slot.clone(),
+                            busy: actor.busy.clone(),
+                            last_used: actor.last_used.clone(),
+                        },
                     })
                 }
                 None => {
@@ -360,25 +365,15 @@ impl ObjectRegistry {
     async fn run_lent(&self, lent: Lent, envelope: Envelope) {
         let Lent {
             state,
-            slot,
             queued,
-            busy,
-            last_used,
+            back,
         } = lent;
-        let id = state.id;
         let run = move |mut state: Actor, envelope: Envelope| {
             let mut pending = Vec::new();
             // Syncs here unless events were queued meanwhile: then the response waits, with
             // the state, for the sync the actor task makes after them.
             state.run_batch(vec![envelope], &mut pending, &queued);
             (state, pending)
-        };
-        let back = GiveBack {
-            shared: self.shared.clone(),
-            id,
-            slot,
-            busy,
-            last_used,
         };
         let mut parts = Some((state, envelope));
         if can_block_in_place() {
@@ -448,15 +443,9 @@ impl GiveBack {
             }
             Err(panic) => {
                 // As for a panic on the actor's blocking thread: the state went down with it
-                // (the caller sees the object lost). Retire the actor.
-                tracing::error!(object = %id, "event thread panicked: {panic}");
+                // (the caller sees the object lost).
                 shared.metrics.events_failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut actors) = shared.actors.lock()
-                    && let Some(actors) = actors.as_mut()
-                    && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, &slot))
-                {
-                    actors.remove(&id);
-                }
+                retire_after_panic(&shared, id, &slot, &panic);
                 slot.poison();
             }
         }
@@ -466,15 +455,26 @@ impl GiveBack {
 /// An idle actor's state, taken by a dispatcher, with what it needs to hand it back.
 struct Lent {
     state: Actor,
-    slot: Arc<Slot>,
+    /// The actor's queue count: events queued meanwhile share the event's sync.
     queued: Arc<AtomicUsize>,
-    busy: Arc<AtomicBool>,
-    last_used: Arc<AtomicU64>,
+    back: GiveBack,
 }
 
 thread_local! {
     /// Set on a thread where tokio refused `block_in_place` (see [`can_block_in_place`]).
     static INLINE_REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// After a panic on an event's thread took an actor's state: logs it and removes the actor
+/// (if it is still the one registered for `id`), so the next event starts a fresh one.
+fn retire_after_panic(shared: &Shared, id: ObjectId, slot: &Arc<Slot>, panic: &dyn fmt::Display) {
+    tracing::error!(object = %id, "event thread panicked: {panic}");
+    if let Ok(mut actors) = shared.actors.lock()
+        && let Some(actors) = actors.as_mut()
+        && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, slot))
+    {
+        actors.remove(&id);
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -690,15 +690,8 @@ impl Actor {
                 Err(panic) => {
                     // A bug in the host, not the guest. The actor's state, the batch and the
                     // held responses went down with the thread (nothing of theirs was made
-                    // durable; their callers see the actor gone). Retire so the next event
-                    // starts a fresh actor.
-                    tracing::error!(object = %id, "event thread panicked: {panic}");
-                    if let Ok(mut actors) = shared.actors.lock()
-                        && let Some(actors) = actors.as_mut()
-                        && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, &slot))
-                    {
-                        actors.remove(&id);
-                    }
+                    // durable; their callers see the actor gone).
+                    retire_after_panic(&shared, id, &slot, &panic);
                     return;
                 }
             }
