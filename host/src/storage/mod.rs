@@ -305,13 +305,12 @@ impl SqlStore {
     /// zeros, all synced, so nothing about the files is new.
     fn open_spare(path: &Path, config: &StorageConfig, warm: bool) -> Result<Self, StorageError> {
         let mut store = Self::open_file(path, config, Vec::new(), true)?;
-        if warm {
-            store.warm_up();
+        if warm && let Err(e) = store.warm_up() {
+            tracing::warn!(path = %path.display(), "cannot warm up a spare database: {e}");
+            store.rollback_quietly();
+            // Still inside the warm-up's transaction: not a store to hand to an object.
             if !store.conn.is_autocommit() {
-                return Err(StorageError::Sqlite(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                    Some("the warm-up left a transaction open".into()),
-                )));
+                return Err(e.into());
             }
         }
         Ok(store)
@@ -324,19 +323,13 @@ impl SqlStore {
     /// without it, 43-56 us with it, a later event's 5 us. Writes nothing to the files: a
     /// rollback before any commit leaves the WAL untouched. A store the rollback left inside
     /// a transaction is not kept.
-    fn warm_up(&mut self) {
-        let result = (|| -> rusqlite::Result<()> {
-            self.conn.execute_batch("BEGIN")?;
-            let written = self
-                .host_statement(META_UPSERT)
-                .and_then(|mut upsert| upsert.execute([spares::ID_KEY, ""]));
-            self.conn.execute_batch("ROLLBACK")?;
-            written.map(drop)
-        })();
-        if let Err(e) = result {
-            tracing::warn!(path = %self.path.display(), "cannot warm up a spare database: {e}");
-            self.rollback_quietly();
-        }
+    fn warm_up(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        let written = self
+            .host_statement(META_UPSERT)
+            .and_then(|mut upsert| upsert.execute([spares::ID_KEY, ""]));
+        self.conn.execute_batch("ROLLBACK")?;
+        written.map(drop)
     }
 
     /// Opens the database file at `path`. `new_dirs` lists the directories whose entries
