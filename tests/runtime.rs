@@ -387,22 +387,32 @@ fn sigterm_finishes_in_flight_events_and_exits_zero() {
     assert_eq!(count_rows(&host, "g", "t"), 1);
 }
 
+/// Settings for serving the `example` guest from `data` on a free port, and a current-thread
+/// runtime to serve it from, as an embedder of the library might.
+fn embedded_on_current_thread(
+    example: &str,
+    data: &Path,
+) -> (dohost::ServerConfig, tokio::runtime::Runtime) {
+    let mut config = dohost::ServerConfig::new(guest(example));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data.to_path_buf();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (config, runtime)
+}
+
 #[test]
 fn a_host_embedded_in_a_current_thread_runtime_serves_one_event_at_a_time() {
     // Tokio forbids blocking a current-thread runtime's thread, so there an event for an idle
     // object runs on a blocking thread rather than inline; events of one object still run one
     // at a time, none lost.
     let data = tempfile::tempdir().unwrap();
-    let mut config = dohost::ServerConfig::new(guest("game-room"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data.path().to_path_buf();
+    let (config, runtime) = embedded_on_current_thread("game-room", data.path());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         runtime.block_on(async move {
             let server = dohost::Server::bind(config).await.unwrap();
             addr_tx.send(server.local_addr().unwrap()).unwrap();
@@ -446,13 +456,7 @@ fn a_dispatch_dropped_mid_event_on_a_current_thread_runtime_loses_no_object() {
     use dohost::bindings::http_types::Request;
     use dohost::object::{EventKind, Reply};
     let data = tempfile::tempdir().unwrap();
-    let mut config = dohost::ServerConfig::new(guest("conformance"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data.path().to_path_buf();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (config, runtime) = embedded_on_current_thread("conformance", data.path());
     runtime.block_on(async move {
         let server = dohost::Server::bind(config).await.unwrap();
         let registry = server.registry().clone();
