@@ -54,6 +54,19 @@ fn host_schema() -> String {
     )
 }
 
+/// Finds what may tie the schema to the host's reserved namespace beyond the host's own tables
+/// (those of [`host_schema`]): objects named `_do_...` or on such a table, and foreign keys
+/// referencing a `_do_...` table. The authorizer cannot prevent these: `ALTER TABLE t RENAME
+/// TO _do_x` shows it only the old name, and a foreign key's target is not shown at all (yet
+/// it makes the host's writes to the target check the guest's table, or fail). Guest
+/// statements that may change the schema run in a savepoint and are undone if one is found.
+///
+/// Each of these has `_do_` in the object's SQL text (SQLite rewrites it on a rename), so this
+/// cheap pass over `sqlite_schema` lists the few candidates (usually none) that
+/// [`reserved_ties`] looks at closely.
+const RESERVED_CANDIDATES: &str = "SELECT name, tbl_name FROM sqlite_schema \
+    WHERE sql LIKE '%\\_do\\_%' ESCAPE '\\' AND tbl_name NOT IN ('_do_meta', '_do_alarm')";
+
 /// How durable a commit is when the event's response is released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SyncMode {
@@ -624,11 +637,11 @@ impl SqlStore {
             // Prepared (and authorized) for the guest, not the host's cached statement; trimmed
             // as the cache would have.
             let mut stmt = self.conn.prepare(query.trim()).map_err(sql_error)?;
-            out.rows_read += run_statement(&mut stmt, &mut params, &mut out, &self.config)?;
+            out.rows_read += self.run_guest_statement(&mut stmt, &mut params, &mut out)?;
         } else if single {
             match self.conn.prepare_cached(query) {
                 Ok(mut stmt) => {
-                    out.rows_read += run_statement(&mut stmt, &mut params, &mut out, &self.config)?;
+                    out.rows_read += self.run_guest_statement(&mut stmt, &mut params, &mut out)?;
                 }
                 Err(rusqlite::Error::Empty) => {}
                 Err(e) => return Err(sql_error(e)),
@@ -642,7 +655,7 @@ impl SqlStore {
                     rows_read: out.rows_read,
                     ..Default::default()
                 };
-                out.rows_read += run_statement(&mut stmt, &mut params, &mut out, &self.config)?;
+                out.rows_read += self.run_guest_statement(&mut stmt, &mut params, &mut out)?;
             }
         }
         if !params.is_empty() {
@@ -653,6 +666,72 @@ impl SqlStore {
         }
         out.rows_written = self.conn.total_changes().saturating_sub(changes_before);
         Ok(out)
+    }
+
+    /// Runs one guest statement. One that may change the schema runs inside a savepoint, and
+    /// is undone and denied if it tied the schema to the reserved namespace
+    /// ([`reserved_ties`]).
+    fn run_guest_statement(
+        &self,
+        stmt: &mut Statement<'_>,
+        params: &mut &[Value],
+        out: &mut ExecResult,
+    ) -> Result<u64, SqlError> {
+        let sql = stmt.expanded_sql();
+        if let Some(word) = sql.as_deref().and_then(security::denied_keyword) {
+            return Err(SqlError::AccessDenied(format!(
+                "{word} is not allowed in objects"
+            )));
+        }
+        if !sql.as_deref().is_none_or(security::may_change_schema) {
+            return run_statement(stmt, params, out, &self.config);
+        }
+        self.as_host(|conn| conn.execute_batch("SAVEPOINT _do_guest_ddl"))
+            .map_err(sql_error)?;
+        let version =
+            || self.as_host(|conn| conn.query_row("PRAGMA schema_version", [], |r| r.get(0)));
+        let before: rusqlite::Result<i64> = version();
+        let result = run_statement(stmt, params, out, &self.config).and_then(|read| {
+            if let (Ok(a), Ok(b)) = (&before, version())
+                && *a == b
+            {
+                return Ok(read);
+            }
+            match self.as_host(reserved_ties) {
+                Ok(false) => Ok(read),
+                Ok(true) => Err(SqlError::AccessDenied(
+                    "names starting with _do_, and foreign keys to such tables, are reserved \
+                     for the host"
+                        .into(),
+                )),
+                Err(e) => Err(sql_error(e)),
+            }
+        });
+        let end = match result {
+            Ok(_) => "RELEASE _do_guest_ddl",
+            Err(_) => "ROLLBACK TO _do_guest_ddl; RELEASE _do_guest_ddl",
+        };
+        if let Err(e) = self.as_host(|conn| conn.execute_batch(end)) {
+            // The statement could not be undone: end the event's transaction instead, so that
+            // nothing of it is committed (`exec` sees the connection out of its transaction).
+            tracing::warn!("cannot end a guest schema change's savepoint: {e}");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(sql_error(e));
+        }
+        result
+    }
+
+    /// Runs `f` on the connection with the guest authorizer off (the host's own statements in
+    /// the middle of a guest query), then puts the mode back.
+    fn as_host<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let guest = self.guest.is_on();
+        self.guest.set(false);
+        let result = f(&self.conn);
+        self.guest.set(guest);
+        result
     }
 
     /// Size of the database in bytes (pages in use times page size).
@@ -871,6 +950,27 @@ fn shrink_lookaside(conn: &Connection) {
     }
 }
 
+/// Whether the schema has an object named `_do_...` or on such a table, or a foreign key to
+/// such a table, other than the host's own (see [`RESERVED_CANDIDATES`]).
+fn reserved_ties(conn: &Connection) -> rusqlite::Result<bool> {
+    let mut candidates = conn.prepare(RESERVED_CANDIDATES)?;
+    let mut rows = candidates.query([])?;
+    while let Some(row) = rows.next()? {
+        let (name, table): (String, String) = (row.get(0)?, row.get(1)?);
+        if security::is_reserved(&name) || security::is_reserved(&table) {
+            return Ok(true);
+        }
+        let mut keys = conn.prepare("SELECT \"table\" FROM pragma_foreign_key_list(?1)")?;
+        let targets = keys.query_map([&name], |r| r.get::<_, String>(0))?;
+        for target in targets {
+            if security::is_reserved(&target?) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Binds, runs and collects one statement. Returns the rows it read.
 fn run_statement(
     stmt: &mut Statement<'_>,
@@ -878,13 +978,6 @@ fn run_statement(
     out: &mut ExecResult,
     config: &StorageConfig,
 ) -> Result<u64, SqlError> {
-    if let Some(sql) = stmt.expanded_sql()
-        && let Some(word) = security::denied_keyword(&sql)
-    {
-        return Err(SqlError::AccessDenied(format!(
-            "{word} is not allowed in objects"
-        )));
-    }
     let wanted = stmt.parameter_count();
     if wanted > params.len() {
         return Err(SqlError::InvalidArgument(format!(

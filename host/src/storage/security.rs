@@ -69,7 +69,7 @@ impl GuestMode {
         self.0.store(on, Ordering::Relaxed);
     }
 
-    fn is_on(&self) -> bool {
+    pub fn is_on(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -183,6 +183,14 @@ pub fn is_reserved(name: &str) -> bool {
         && name.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
 }
 
+/// Whether a statement may change the schema (`CREATE ...`, `ALTER ...`): the host checks such
+/// guest statements after they run, for what the authorizer cannot see (`reserved_ties` in the
+/// parent module).
+pub fn may_change_schema(statement_sql: &str) -> bool {
+    let word = first_keyword(statement_sql);
+    word.eq_ignore_ascii_case("create") || word.eq_ignore_ascii_case("alter")
+}
+
 /// Statements the authorizer cannot see: VACUUM (including `VACUUM INTO`, which would write a
 /// copy of the database anywhere on the host) has no authorizer action code.
 pub fn denied_keyword(statement_sql: &str) -> Option<&'static str> {
@@ -233,5 +241,9 @@ mod tests {
         );
         assert_eq!(denied_keyword("SELECT 1"), None);
         assert_eq!(denied_keyword("/* unterminated"), None);
+        assert!(may_change_schema("-- x\n alter TABLE t RENAME TO u"));
+        assert!(may_change_schema("CREATE TABLE t (x)"));
+        assert!(!may_change_schema("SELECT 'CREATE'"));
+        assert!(!may_change_schema("DROP TABLE t"));
     }
 }

@@ -125,6 +125,83 @@ fn hostile_statements_are_denied() {
     assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
 }
 
+/// What the authorizer cannot see: a rename's new name, a foreign key's target. Either would tie
+/// a guest table to the host's (a foreign key into `_do_meta` made the host's own writes fail
+/// with "foreign key mismatch"); the statement is undone and denied instead.
+#[test]
+fn schema_changes_cannot_reach_reserved_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    exec(&mut s, "PRAGMA foreign_keys = ON", &[]).unwrap();
+    exec(&mut s, "CREATE TABLE t (x)", &[]).unwrap();
+    for sql in [
+        "ALTER TABLE t RENAME TO _do_x",
+        "/* c */ alter table t rename to \"_DO_x\"",
+        "CREATE TABLE c (v REFERENCES _do_meta(value))",
+        "CREATE TABLE c (v INTEGER, FOREIGN KEY (v) REFERENCES _Do_alarm (id))",
+        "ALTER TABLE t ADD COLUMN m REFERENCES _do_meta(key)",
+        "CREATE TABLE c (v REFERENCES _do_later(x))",
+    ] {
+        // The second time the statement comes from the cache, unauthorized: still checked.
+        for _ in 0..2 {
+            let err = exec(&mut s, sql, &[]).unwrap_err();
+            assert!(matches!(err, SqlError::AccessDenied(_)), "{sql}: {err:?}");
+        }
+    }
+    // In a batch, the statements before the denied one stand.
+    let err = exec(
+        &mut s,
+        "CREATE TABLE a (x); ALTER TABLE a RENAME TO _do_a",
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(err, SqlError::AccessDenied(_)), "{err:?}");
+    let guest_tables = |s: &mut SqlStore| {
+        let out = exec(
+            s,
+            "SELECT name FROM sqlite_master \
+             WHERE type = 'table' AND name NOT LIKE '\\_do\\_%' ESCAPE '\\' ORDER BY name",
+            &[],
+        )
+        .unwrap();
+        format!("{:?}", out.rows)
+    };
+    assert_eq!(
+        guest_tables(&mut s),
+        r#"[[Value::Text("a")], [Value::Text("t")]]"#
+    );
+    let columns = exec(&mut s, "PRAGMA table_info(t)", &[]).unwrap();
+    assert_eq!(columns.rows.len(), 1);
+    // Ordinary schema changes, foreign keys between guest tables included, still work.
+    for sql in [
+        "CREATE TABLE p (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE ch (p REFERENCES p(id))",
+        "ALTER TABLE t RENAME TO t2",
+        "ALTER TABLE t2 ADD COLUMN y REFERENCES p(id)",
+        "CREATE TABLE IF NOT EXISTS t2 (x)",
+        "CREATE TABLE IF NOT EXISTS t2 (x)",
+        "CREATE INDEX i ON t2 (x)",
+    ] {
+        exec(&mut s, sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    exec(
+        &mut s,
+        "INSERT INTO p VALUES (1); INSERT INTO ch VALUES (1)",
+        &[],
+    )
+    .unwrap();
+    // The host's own writes to its tables are unaffected, and the event commits.
+    s.set_meta("k", "v").unwrap();
+    s.set_alarm(Some(5)).unwrap();
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
+    assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"));
+    assert_eq!(
+        guest_tables(&mut s),
+        r#"[[Value::Text("a")], [Value::Text("ch")], [Value::Text("p")], [Value::Text("t2")]]"#
+    );
+}
+
 #[test]
 fn rollback_discards_the_event() {
     let dir = tempfile::tempdir().unwrap();
