@@ -40,7 +40,9 @@ const META_UPSERT: &str =
 /// from it too, keyed by their (trimmed) text, and SQLite's authorizer only runs when a
 /// statement is prepared: a guest query with one of these texts is prepared afresh, never
 /// taken from the cache, or it would run the host's statement, allowed to write `_do_meta`.
-const HOST_CACHED: [&str; 1] = [META_UPSERT];
+const HOST_CACHED: [&str; 2] = [META_UPSERT, SCHEMA_VERSION_QUERY];
+/// Reads the schema's version, which SQLite bumps with every change to the schema.
+const SCHEMA_VERSION_QUERY: &str = "PRAGMA schema_version";
 
 /// Version of the host's tables in an object database, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -195,6 +197,8 @@ pub enum EventEnd {
     /// Rolled back although the handler succeeded, because a statement hit the database size
     /// limit during the event.
     RolledBackFull,
+    /// Rolled back: the handler failed, or something rolled the transaction back under it
+    /// (a storage error, a guest statement the host had to undo with the whole event).
     RolledBack,
 }
 
@@ -254,8 +258,10 @@ pub struct SqlStore {
     epoch: Instant,
     config: StorageConfig,
     in_event: bool,
-    /// Set when a statement hit the size limit: the event must not commit.
+    /// Set when the event must not commit: a statement hit the size limit (`full`), or the
+    /// transaction was rolled back under the event (see [`SqlStore::exec`]).
     doomed: bool,
+    full: bool,
     page_size: u64,
     path: PathBuf,
     /// Set by SQLite's WAL hook after every commit that wrote: the WAL holds commits that
@@ -469,6 +475,7 @@ impl SqlStore {
             config: config.clone(),
             in_event: false,
             doomed: false,
+            full: false,
             page_size,
             path: path.to_path_buf(),
             unsynced,
@@ -506,6 +513,7 @@ impl SqlStore {
         }
         self.in_event = true;
         self.doomed = false;
+        self.full = false;
         Ok(())
     }
 
@@ -516,8 +524,10 @@ impl SqlStore {
         self.in_event = false;
         let end = if !commit {
             EventEnd::RolledBack
-        } else if self.doomed {
+        } else if self.full {
             EventEnd::RolledBackFull
+        } else if self.doomed {
+            EventEnd::RolledBack
         } else {
             EventEnd::Committed
         };
@@ -604,6 +614,7 @@ impl SqlStore {
         if let Err(err) = &result {
             if matches!(err, SqlError::DatabaseFull(_)) {
                 self.doomed = true;
+                self.full = true;
             }
             // Some errors (full disk, out of memory) make SQLite roll the whole transaction
             // back. Keep the event inside a transaction, and never commit what is left of it.
@@ -668,9 +679,12 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Runs one guest statement. One that may change the schema runs inside a savepoint, and
-    /// is undone and denied if it tied the schema to the reserved namespace
-    /// ([`reserved_ties`]).
+    /// Runs one guest statement. One that may change the schema (`CREATE`, `ALTER`) runs
+    /// inside a savepoint, and is undone and denied if it tied the schema to the reserved
+    /// namespace ([`reserved_ties`]). Any other statement that writes and changes the schema
+    /// (`DROP`, `ANALYZE`) is checked the same way after it ran, and if it made a tie, the
+    /// whole event is rolled back: a second line of defence, should SQLite ever read a
+    /// statement differently from [`security::may_change_schema`].
     fn run_guest_statement(
         &self,
         stmt: &mut Statement<'_>,
@@ -683,42 +697,76 @@ impl SqlStore {
                 "{word} is not allowed in objects"
             )));
         }
-        if !sql.as_deref().is_none_or(security::may_change_schema) {
+        if stmt.readonly() {
             return run_statement(stmt, params, out, &self.config);
+        }
+        if !sql.as_deref().is_none_or(security::may_change_schema) {
+            let before = self.schema_version();
+            let result = run_statement(stmt, params, out, &self.config);
+            if let Err(denied) = self.check_schema_change(&before) {
+                self.end_event_transaction();
+                return Err(denied);
+            }
+            return result;
         }
         self.as_host(|conn| conn.execute_batch("SAVEPOINT _do_guest_ddl"))
             .map_err(sql_error)?;
-        let version =
-            || self.as_host(|conn| conn.query_row("PRAGMA schema_version", [], |r| r.get(0)));
-        let before: rusqlite::Result<i64> = version();
-        let result = run_statement(stmt, params, out, &self.config).and_then(|read| {
-            if let (Ok(a), Ok(b)) = (&before, version())
-                && *a == b
-            {
-                return Ok(read);
-            }
-            match self.as_host(reserved_ties) {
-                Ok(false) => Ok(read),
-                Ok(true) => Err(SqlError::AccessDenied(
-                    "names starting with _do_, and foreign keys to such tables, are reserved \
-                     for the host"
-                        .into(),
-                )),
-                Err(e) => Err(sql_error(e)),
-            }
-        });
+        let before = self.schema_version();
+        let result = run_statement(stmt, params, out, &self.config)
+            .and_then(|read| self.check_schema_change(&before).map(|()| read));
+        if self.conn.is_autocommit() {
+            // The statement's failure ended the whole transaction (an interrupt at the CPU
+            // limit, say), savepoint included; `exec` begins it anew and dooms the event.
+            return result;
+        }
         let end = match result {
             Ok(_) => "RELEASE _do_guest_ddl",
             Err(_) => "ROLLBACK TO _do_guest_ddl; RELEASE _do_guest_ddl",
         };
         if let Err(e) = self.as_host(|conn| conn.execute_batch(end)) {
             // The statement could not be undone: end the event's transaction instead, so that
-            // nothing of it is committed (`exec` sees the connection out of its transaction).
+            // nothing of it is committed.
             tracing::warn!("cannot end a guest schema change's savepoint: {e}");
-            let _ = self.conn.execute_batch("ROLLBACK");
+            self.end_event_transaction();
             return Err(sql_error(e));
         }
         result
+    }
+
+    /// After a guest statement: if the schema changed since `before` (its version then), the
+    /// schema must have no tie to the reserved namespace ([`reserved_ties`]).
+    fn check_schema_change(&self, before: &rusqlite::Result<i64>) -> Result<(), SqlError> {
+        if let (Ok(a), Ok(b)) = (before, self.schema_version())
+            && *a == b
+        {
+            return Ok(());
+        }
+        match self.as_host(reserved_ties) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(SqlError::AccessDenied(
+                "names starting with _do_, and foreign keys to such tables, are reserved for the \
+                 host"
+                    .into(),
+            )),
+            Err(e) => Err(sql_error(e)),
+        }
+    }
+
+    /// The schema's version (see [`SCHEMA_VERSION_QUERY`]).
+    fn schema_version(&self) -> rusqlite::Result<i64> {
+        self.as_host(|_| {
+            self.host_statement(SCHEMA_VERSION_QUERY)?
+                .query_row([], |r| r.get(0))
+        })
+    }
+
+    /// Rolls the event's transaction back in the middle of a guest query, which then fails:
+    /// [`SqlStore::exec`] sees the connection out of its transaction, begins a new one and
+    /// dooms the event, so nothing of it is committed.
+    fn end_event_transaction(&self) {
+        if let Err(e) = self.as_host(|conn| conn.execute_batch("ROLLBACK")) {
+            tracing::warn!("cannot roll back the event's transaction: {e}");
+        }
     }
 
     /// Runs `f` on the connection with the guest authorizer off (the host's own statements in

@@ -202,10 +202,12 @@ pub fn denied_keyword(statement_sql: &str) -> Option<&'static str> {
     }
 }
 
-/// The first keyword of a statement, skipping whitespace and comments.
+/// The first keyword of a statement, skipping whitespace, comments and empty statements.
 fn first_keyword(mut sql: &str) -> &str {
     loop {
-        sql = sql.trim_start();
+        // SQLite skips empty statements (a leading `;`) before the one it compiles, but the
+        // statement's text starts with them.
+        sql = sql.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
         if let Some(rest) = sql.strip_prefix("--") {
             sql = rest.find('\n').map_or("", |i| &rest[i + 1..]);
         } else if let Some(rest) = sql.strip_prefix("/*") {
@@ -242,6 +244,9 @@ mod tests {
         assert_eq!(denied_keyword("SELECT 1"), None);
         assert_eq!(denied_keyword("/* unterminated"), None);
         assert!(may_change_schema("-- x\n alter TABLE t RENAME TO u"));
+        assert!(may_change_schema(";ALTER TABLE t RENAME TO u"));
+        assert!(may_change_schema(" ; /* */ ;\n CREATE TABLE t (x)"));
+        assert_eq!(denied_keyword(";; VACUUM"), Some("VACUUM"));
         assert!(may_change_schema("CREATE TABLE t (x)"));
         assert!(!may_change_schema("SELECT 'CREATE'"));
         assert!(!may_change_schema("DROP TABLE t"));

@@ -149,14 +149,16 @@ fn schema_changes_cannot_reach_reserved_tables() {
             assert!(matches!(err, SqlError::AccessDenied(_)), "{sql}: {err:?}");
         }
     }
-    // In a batch, the statements before the denied one stand.
-    let err = exec(
-        &mut s,
+    // In a batch, the statements before the denied one stand. SQLite skips empty statements
+    // (`;;`), whose text then starts with `;`.
+    for sql in [
         "CREATE TABLE a (x); ALTER TABLE a RENAME TO _do_a",
-        &[],
-    )
-    .unwrap_err();
-    assert!(matches!(err, SqlError::AccessDenied(_)), "{err:?}");
+        "; ;ALTER TABLE a RENAME TO _do_a",
+        "SELECT 1;;CREATE TABLE c (v REFERENCES _do_meta(value))",
+    ] {
+        let err = exec(&mut s, sql, &[]).unwrap_err();
+        assert!(matches!(err, SqlError::AccessDenied(_)), "{sql}: {err:?}");
+    }
     let guest_tables = |s: &mut SqlStore| {
         let out = exec(
             s,
@@ -200,6 +202,86 @@ fn schema_changes_cannot_reach_reserved_tables() {
         guest_tables(&mut s),
         r#"[[Value::Text("a")], [Value::Text("ch")], [Value::Text("p")], [Value::Text("t2")]]"#
     );
+}
+
+/// Found by review: with a foreign key from a guest table into `_do_alarm` with `ON DELETE
+/// CASCADE` and a trigger on that table, the host's own `DELETE FROM _do_alarm` ran the
+/// guest's trigger with the authorizer off, which could rewrite the object's name.
+#[test]
+fn host_writes_cannot_cascade_into_guest_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    s.set_meta(NAME_KEY, "mine").unwrap();
+    s.set_alarm(Some(5)).unwrap();
+    exec(
+        &mut s,
+        "PRAGMA foreign_keys = ON; CREATE TABLE c (a INTEGER); INSERT INTO c VALUES (0)",
+        &[],
+    )
+    .unwrap();
+    for sql in [
+        ";ALTER TABLE c ADD COLUMN b INTEGER AS (a) REFERENCES _do_alarm(id) ON DELETE CASCADE",
+        "CREATE TABLE d (b INTEGER REFERENCES _do_alarm(id) ON DELETE CASCADE)",
+    ] {
+        let err = exec(&mut s, sql, &[]).unwrap_err();
+        assert!(matches!(err, SqlError::AccessDenied(_)), "{sql}: {err:?}");
+    }
+    exec(
+        &mut s,
+        "CREATE TRIGGER tr AFTER DELETE ON c BEGIN \
+         INSERT INTO _do_meta VALUES ('name', 'someone-else') \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value; END",
+        &[],
+    )
+    .unwrap();
+    s.set_alarm(None).unwrap();
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
+    assert_eq!(s.meta(NAME_KEY).unwrap().as_deref(), Some("mine"));
+    assert_eq!(s.alarm().unwrap(), None);
+}
+
+/// Schema changes that are not `CREATE` or `ALTER` are checked after they ran: `ANALYZE` makes
+/// `sqlite_stat1` and stays allowed; `DROP` of a guest table too.
+#[test]
+fn other_schema_changes_stay_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (x); CREATE INDEX i ON t (x)", &[]).unwrap();
+    exec(&mut s, "INSERT INTO t VALUES (1), (2)", &[]).unwrap();
+    exec(&mut s, "ANALYZE", &[]).unwrap();
+    let stats = exec(&mut s, "SELECT count(*) FROM sqlite_stat1", &[]).unwrap();
+    assert_eq!(format!("{:?}", stats.rows), "[[Value::Integer(1)]]");
+    exec(&mut s, "DROP INDEX i; DROP TABLE t", &[]).unwrap();
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
+}
+
+/// A guest schema change stopped at the event's CPU limit ends the transaction under the
+/// savepoint: the guest sees the interrupt, and nothing of the event is committed.
+#[test]
+fn schema_change_at_the_cpu_limit_rolls_the_event_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE kept (x)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    s.begin_event(Some(Instant::now())).unwrap();
+    exec(&mut s, "INSERT INTO kept VALUES (1)", &[]).unwrap();
+    let err = exec(
+        &mut s,
+        "CREATE TABLE big AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+         SELECT i FROM n LIMIT 100000000",
+        &[],
+    )
+    .unwrap_err();
+    assert!(!matches!(err, SqlError::Syntax(_)), "{err:?}");
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::RolledBack);
+    s.begin_event(None).unwrap();
+    let rows = exec(&mut s, "SELECT count(*) FROM kept", &[]).unwrap();
+    assert_eq!(format!("{:?}", rows.rows), "[[Value::Integer(0)]]");
+    assert!(exec(&mut s, "SELECT * FROM big", &[]).is_err());
+    s.finish_event(true).unwrap();
 }
 
 #[test]
