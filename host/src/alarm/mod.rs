@@ -22,6 +22,20 @@ use crate::object::ObjectState;
 /// Latest accepted time: 9999-12-31T23:59:59.999Z.
 const MAX_TIMESTAMP: i64 = 253_402_300_799_999;
 
+impl ObjectState {
+    /// Alarm changes belong to an event's transaction (and its alarm index update): called
+    /// while the component is instantiated, by its start code, they trap.
+    fn during_event(&mut self, call: &str) -> wasmtime::Result<()> {
+        if self.sql().in_event() {
+            Ok(())
+        } else {
+            Err(wasmtime::format_err!(
+                "{call} is only allowed during an event, not while the object is being instantiated"
+            ))
+        }
+    }
+}
+
 impl alarm::Host for ObjectState {
     fn set(&mut self, at: Timestamp) -> wasmtime::Result<Result<(), AlarmError>> {
         if !(0..=MAX_TIMESTAMP).contains(&at) {
@@ -29,6 +43,7 @@ impl alarm::Host for ObjectState {
                 "{at} is outside 0..={MAX_TIMESTAMP} (Unix milliseconds)"
             ))));
         }
+        self.during_event("alarm.set")?;
         self.sql().set_alarm(Some(at))?;
         self.alarm_changed = true;
         Ok(Ok(()))
@@ -39,6 +54,7 @@ impl alarm::Host for ObjectState {
     }
 
     fn delete(&mut self) -> wasmtime::Result<()> {
+        self.during_event("alarm.delete")?;
         self.sql().set_alarm(None)?;
         self.alarm_changed = true;
         Ok(())

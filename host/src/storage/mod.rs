@@ -496,6 +496,12 @@ impl SqlStore {
         self.moved = true;
     }
 
+    /// Whether an event is running (between [`SqlStore::begin_event`] and
+    /// [`SqlStore::finish_event`]).
+    pub fn in_event(&self) -> bool {
+        self.in_event
+    }
+
     /// Starts the event transaction. `deadline` stops long-running statements.
     pub fn begin_event(&mut self, deadline: Option<Instant>) -> Result<(), StorageError> {
         debug_assert!(!self.in_event, "events on one object never overlap");
@@ -608,6 +614,15 @@ impl SqlStore {
 
     /// Runs a guest query (one or more statements) with `params`.
     pub fn exec(&mut self, query: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+        if !self.in_event {
+            // A component's start code could call in while it is instantiated: no transaction
+            // and no CPU limit then.
+            return Err(SqlError::Other(
+                "SQL runs only during an event (a request or an alarm), not while the object \
+                 is being instantiated"
+                    .into(),
+            ));
+        }
         self.guest.set(true);
         let result = self.exec_guest(query, params);
         self.guest.set(false);

@@ -102,6 +102,9 @@ fn authorize(action: &AuthAction<'_>) -> Result<(), ()> {
     let ok_name = |name: &str| if is_reserved(name) { Err(()) } else { Ok(()) };
     match *action {
         Select | Recursive | Reindex { .. } | Analyze { .. } => Ok(()),
+        // SQLite reads the statistics tables into memory with the schema: only ANALYZE (whose
+        // own writes are not authorized statement by statement) may fill them.
+        Insert { table_name } | Update { table_name, .. } if is_statistics(table_name) => Err(()),
         Read { table_name, .. }
         | Insert { table_name }
         | Delete { table_name }
@@ -175,6 +178,12 @@ fn authorize(action: &AuthAction<'_>) -> Result<(), ()> {
         | DropTempView { .. } => Err(()),
         _ => Err(()),
     }
+}
+
+/// Whether `name` is one of SQLite's statistics tables (`sqlite_stat1`, ...).
+fn is_statistics(name: &str) -> bool {
+    name.len() > "sqlite_stat".len()
+        && name[.."sqlite_stat".len()].eq_ignore_ascii_case("sqlite_stat")
 }
 
 /// Whether `name` is in the host's reserved namespace (case-insensitive, as SQLite names are).

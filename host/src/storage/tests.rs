@@ -198,6 +198,7 @@ fn schema_changes_cannot_reach_reserved_tables() {
     s.set_alarm(Some(5)).unwrap();
     assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
     assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"));
+    s.begin_event(None).unwrap();
     assert_eq!(
         guest_tables(&mut s),
         r#"[[Value::Text("a")], [Value::Text("ch")], [Value::Text("p")], [Value::Text("t2")]]"#
@@ -253,6 +254,24 @@ fn other_schema_changes_stay_allowed() {
     exec(&mut s, "ANALYZE", &[]).unwrap();
     let stats = exec(&mut s, "SELECT count(*) FROM sqlite_stat1", &[]).unwrap();
     assert_eq!(format!("{:?}", stats.rows), "[[Value::Integer(1)]]");
+    // Statistics are read into host memory with the schema: the guest may not write them, and
+    // SQLite is built without STAT4 (whole index keys as samples; see .cargo/config.toml).
+    for sql in [
+        "INSERT INTO sqlite_stat1 VALUES ('t', 'i', '1 1')",
+        "UPDATE sqlite_stat1 SET stat = '9 9'",
+        "INSERT INTO SQLITE_STAT1 SELECT * FROM sqlite_stat1",
+    ] {
+        let err = exec(&mut s, sql, &[]).unwrap_err();
+        assert!(matches!(err, SqlError::AccessDenied(_)), "{sql}: {err:?}");
+    }
+    let stat4 = exec(
+        &mut s,
+        "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat4'",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(format!("{:?}", stat4.rows), "[[Value::Integer(0)]]");
+    exec(&mut s, "DELETE FROM sqlite_stat1", &[]).unwrap();
     exec(&mut s, "DROP INDEX i; DROP TABLE t", &[]).unwrap();
     assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
 }
@@ -282,6 +301,20 @@ fn schema_change_at_the_cpu_limit_rolls_the_event_back() {
     assert_eq!(format!("{:?}", rows.rows), "[[Value::Integer(0)]]");
     assert!(exec(&mut s, "SELECT * FROM big", &[]).is_err());
     s.finish_event(true).unwrap();
+}
+
+/// Found by review: a component's start code runs while it is instantiated, before the event's
+/// transaction and CPU limit; its SQL is refused.
+#[test]
+fn guest_sql_outside_an_event_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir, 1 << 30);
+    let err = exec(&mut s, "CREATE TABLE t (x)", &[]).unwrap_err();
+    assert!(matches!(err, SqlError::Other(_)), "{err:?}");
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE t (x)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    assert!(exec(&mut s, "SELECT * FROM t", &[]).is_err());
 }
 
 #[test]
