@@ -45,7 +45,9 @@ const HOST_CACHED: [&str; 2] = [META_UPSERT, SCHEMA_VERSION_QUERY];
 const SCHEMA_VERSION_QUERY: &str = "PRAGMA schema_version";
 
 /// Version of the host's tables in an object database, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: checked for ties to the reserved namespace ([`reserved_ties`]), which guest statements
+/// could make before that check existed.
+const SCHEMA_VERSION: i64 = 2;
 
 /// SQL making the host's tables of an object database and setting [`SCHEMA_VERSION`].
 fn host_schema() -> String {
@@ -182,6 +184,13 @@ pub enum StorageError {
     InUse { dir: PathBuf, holder: String },
     #[error("the host is shutting down: its data directory is closed")]
     Closed,
+    #[error(
+        "database {path} has a table named _do_... or a foreign key to one (made through a \
+         hole closed in dohost on 2026-11-27), through which the object could reach the host's \
+         own tables; it is not opened. Remove the table with the sqlite3 tool, then start the \
+         object again"
+    )]
+    ReservedTies { path: PathBuf },
     #[error("cannot lock the data directory ({path}): {source}")]
     Lock {
         path: PathBuf,
@@ -435,7 +444,16 @@ impl SqlStore {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
-        if version < SCHEMA_VERSION {
+        if version == 1 {
+            // Made before guest statements were checked for ties: check once.
+            if reserved_ties(&conn).map_err(open_err)? {
+                return Err(StorageError::ReservedTies {
+                    path: path.to_path_buf(),
+                });
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .map_err(open_err)?;
+        } else if version < SCHEMA_VERSION {
             // An empty file (a creation interrupted before the template was written): set it
             // up the way the template was made. No syncs while the file is set up: nothing
             // about a new object has been acknowledged yet, and its first group sync makes the

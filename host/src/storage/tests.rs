@@ -317,6 +317,38 @@ fn guest_sql_outside_an_event_is_refused() {
     assert!(exec(&mut s, "SELECT * FROM t", &[]).is_err());
 }
 
+/// A database from before guest statements were checked (user_version 1) is checked once when
+/// opened: with a tie it is not opened (the object could reach the host's tables through it);
+/// without one it is marked checked.
+#[test]
+fn databases_from_before_the_check_are_checked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o/db.sqlite3");
+    let user_version = |path: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    drop(open(&dir, 1 << 30));
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("PRAGMA user_version = 1; CREATE TABLE fine (x)")
+        .unwrap();
+    drop(raw);
+    drop(open(&dir, 1 << 30));
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("PRAGMA user_version = 1; CREATE TABLE c (v REFERENCES _do_meta(value))")
+        .unwrap();
+    drop(raw);
+    let config = StorageConfig::default();
+    let err = SqlStore::open(&path, &config)
+        .err()
+        .expect("a tied database is not opened");
+    assert!(matches!(err, StorageError::ReservedTies { .. }), "{err}");
+    assert!(err.to_string().contains("_do_"), "{err}");
+}
+
 #[test]
 fn rollback_discards_the_event() {
     let dir = tempfile::tempdir().unwrap();
