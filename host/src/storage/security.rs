@@ -182,14 +182,20 @@ fn authorize(action: &AuthAction<'_>) -> Result<(), ()> {
 
 /// Whether `name` is one of SQLite's statistics tables (`sqlite_stat1`, ...).
 fn is_statistics(name: &str) -> bool {
-    name.len() > "sqlite_stat".len()
-        && name[.."sqlite_stat".len()].eq_ignore_ascii_case("sqlite_stat")
+    starts_with_name(name, "sqlite_stat")
 }
 
 /// Whether `name` is in the host's reserved namespace (case-insensitive, as SQLite names are).
 pub fn is_reserved(name: &str) -> bool {
-    name.len() >= RESERVED_PREFIX.len()
-        && name.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
+    starts_with_name(name, RESERVED_PREFIX)
+}
+
+/// Whether `name` starts with `prefix`, ignoring ASCII case as SQLite does for names. Compares
+/// bytes: a name may have a multi-byte character where the prefix ends.
+fn starts_with_name(name: &str, prefix: &str) -> bool {
+    name.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Whether a statement may change the schema (`CREATE ...`, `ALTER ...`): the host checks such
@@ -241,6 +247,9 @@ mod tests {
         assert!(is_reserved("_DO_x"));
         assert!(!is_reserved("_d"));
         assert!(!is_reserved("do_x"));
+        assert!(is_statistics("SQLITE_STAT4"));
+        // A multi-byte character across the prefix's end (this used to slice a `str` there).
+        assert!(!is_statistics("sqlite_staé1"));
     }
 
     #[test]
