@@ -68,7 +68,17 @@ fn malformed_http_gets_a_4xx_and_the_host_keeps_serving() {
         both.starts_with("HTTP/1.1 4") || both.contains("connection: close"),
         "{both}"
     );
-    assert_eq!(host.client().get("/c/value").status, 200);
+    // A Host header that would change the path the object sees (`/reset` instead of
+    // `/increment`) is refused, and the object is not touched.
+    for evil in ["x/reset?", "h/reset#", "u@h"] {
+        let request =
+            format!("POST /c/increment HTTP/1.1\r\nhost: {evil}\r\ncontent-length: 0\r\n\r\n");
+        let answer = support::raw_exchange(host.addr, request.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 400"), "{evil}: {answer}");
+    }
+    let value = host.client().get("/c/value");
+    assert_eq!(value.status, 200);
+    assert_eq!(value.json(), json!({ "value": 0 }));
 }
 
 #[test]

@@ -262,12 +262,7 @@ impl App {
             return Err(IngressError::PayloadTooLarge(limit));
         }
         let (parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-            .unwrap_or("localhost");
+        let host = guest_host(parts.headers.get(HOST))?;
         let url = match parts.uri.query() {
             Some(query) => format!("http://{host}{rest}?{query}"),
             None => format!("http://{host}{rest}"),
@@ -297,6 +292,31 @@ impl App {
             body,
         })
     }
+}
+
+/// The authority of the URL the guest sees: the request's `Host` header if it is a plain
+/// `host[:port]`, `localhost` if there is none. Anything else (a path, query, fragment or
+/// user info in it, say `x/reset?`) would change the path or query the guest parses out of
+/// the URL, so it is refused.
+fn guest_host(header: Option<&HeaderValue>) -> Result<String, IngressError> {
+    let Some(value) = header else {
+        return Ok("localhost".into());
+    };
+    let invalid = || IngressError::BadRequest("the Host header is not a valid host[:port]".into());
+    let text = value.to_str().map_err(|_| invalid())?;
+    if text.is_empty() {
+        return Ok("localhost".into());
+    }
+    let authority: hyper::http::uri::Authority = text.parse().map_err(|_| invalid())?;
+    let port = text.get(authority.host().len()..).unwrap_or("/");
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok());
+    if authority.as_str() != text || text.contains('@') || !port_ok {
+        return Err(invalid());
+    }
+    Ok(text.to_string())
 }
 
 /// Converts the guest's response; a response hyper cannot send becomes a 500 that says why.
@@ -362,6 +382,31 @@ mod tests {
 
     fn route_status(path: &str) -> StatusCode {
         IngressError::from(route(path).unwrap_err()).status()
+    }
+
+    /// A Host header can only name the host the guest sees in its URL, never change the
+    /// path or query after it.
+    #[test]
+    fn host_header_is_a_plain_authority() {
+        let host = |h: &str| guest_host(Some(&HeaderValue::from_str(h).unwrap()));
+        assert_eq!(guest_host(None).unwrap(), "localhost");
+        assert_eq!(host("").unwrap(), "localhost");
+        for ok in [
+            "example.com",
+            "example.com:8787",
+            "127.0.0.1:80",
+            "[::1]:8787",
+            "a-b.c",
+        ] {
+            assert_eq!(host(ok).unwrap(), ok);
+        }
+        for bad in [
+            "x/reset?", "h/reset#", "h?a=b", "h#f", "user@h", "u:p@h", "h:port", "h h", "/",
+            "h:80/x",
+        ] {
+            let err = host(bad).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
     }
 
     /// The routes themselves are tested in `dohost-wire`; here, the statuses they map to.
