@@ -76,22 +76,31 @@ impl ObjectState {
     }
 
     /// Before committing an event that touched the alarm: indexes the alarm it leaves set
-    /// (durably, so a crash after the commit cannot lose it) and returns it.
+    /// (durably, so a crash after the commit cannot lose it) and returns it. The entry only
+    /// moves earlier here: if the commit does not happen or does not survive a crash, the
+    /// database keeps its earlier alarm, which must not fire late. An entry left early makes
+    /// the object wake, find its alarm not due and re-index it ([`LiveObject::prepare_alarm`]).
     fn index_alarm_before_commit(
         &mut self,
         alarms: &AlarmIndex,
     ) -> Result<Option<i64>, StorageError> {
         let next = self.sql.alarm()?;
         if let Some(at) = next {
-            alarms.upsert(&self.identity.id, self.identity.name.as_deref(), at, 0)?;
+            alarms.upsert_earliest(&self.identity.id, self.identity.name.as_deref(), at)?;
         }
         Ok(next)
     }
 
-    /// After committing an event that left no alarm set: drops the index entry.
-    fn unindex_alarm(&self, alarms: &AlarmIndex) {
-        if let Err(e) = alarms.remove(&self.identity.id) {
-            // Harmless: the entry is resolved when it comes due.
+    /// After committing an event that left no alarm set: makes that commit durable, then
+    /// drops the index entry (dropping it first, a crash could restore the alarm in the
+    /// database with no entry left to fire it). If the sync fails the entry stays, and is
+    /// resolved when it comes due.
+    fn unindex_alarm(&mut self, alarms: &AlarmIndex) {
+        let result = self
+            .sql
+            .make_durable()
+            .and_then(|()| alarms.remove(&self.identity.id));
+        if let Err(e) = result {
             tracing::warn!(object = %self.identity.id, "cannot drop the alarm index entry: {e}");
         }
     }
@@ -324,13 +333,17 @@ impl LiveObject {
                     retry_count: retry,
                 }))
             }
+            // The entry moves later, or goes, only once what the database says is durable
+            // (an earlier event of a batch may have committed it without its sync yet).
             Some(at) => {
                 state.sql.finish_event(false)?;
+                state.sql.make_durable()?;
                 alarms.upsert(&id, state.identity.name.as_deref(), at, 0)?;
                 Ok(None)
             }
             None => {
                 state.sql.finish_event(false)?;
+                state.sql.make_durable()?;
                 alarms.remove(&id)?;
                 Ok(None)
             }

@@ -63,6 +63,9 @@ pub enum DispatchError {
 const MAX_GROUP_COMMIT: usize = 256;
 /// Most queued events run in one hand-off to a blocking thread.
 const MAX_BATCH: usize = 64;
+/// Longest wait between two attempts of an alarm (the host's own failures are retried
+/// without end, at most this far apart).
+pub(crate) const HOST_RETRY_CAP: Duration = Duration::from_secs(300);
 
 type Reply_ = oneshot::Sender<Result<Reply, EventError>>;
 type Outcome = Result<Reply, EventError>;
@@ -881,19 +884,28 @@ impl Actor {
     }
 
     /// After a failed alarm attempt (the event was rolled back, so the alarm is still set):
-    /// schedule the next retry with exponential backoff, or give up after `max_retries`.
+    /// schedule the next retry with exponential backoff, or give up after `max_retries` if the
+    /// handler itself failed (returned an error, trapped or hit a limit). A failure of the
+    /// host's own (its storage, say) never drops the alarm: it is retried, at most
+    /// [`HOST_RETRY_CAP`] apart, until it runs.
     fn alarm_failed(&mut self, retry: u32, err: &EventError) {
-        let config = &self.shared.config.alarms;
-        let attempt = retry + 1;
-        let alarms = &self.shared.alarms;
-        if attempt > config.max_retries {
+        let shared = self.shared.clone();
+        let config = &shared.config.alarms;
+        let attempt = retry.saturating_add(1);
+        let alarms = &shared.alarms;
+        let host_side = matches!(err, EventError::Storage(_));
+        let mut delay = config.backoff(attempt);
+        if attempt > config.max_retries && !host_side {
             tracing::error!(object = %self.id, "alarm dropped after {attempt} failed attempts; last error: {err}");
-            if let Err(e) = self.clear_alarm() {
-                tracing::error!(object = %self.id, "cannot clear the failed alarm: {e}");
+            match self.clear_alarm() {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(object = %self.id, "cannot clear the failed alarm (trying again in {HOST_RETRY_CAP:?}): {e}");
+                    delay = HOST_RETRY_CAP;
+                }
             }
-            return;
         }
-        let delay = config.backoff(attempt);
+        let delay = delay.min(HOST_RETRY_CAP);
         tracing::warn!(object = %self.id, "alarm attempt {} failed, retrying in {delay:?}: {err}", retry + 1);
         let at = now_ms().saturating_add(delay.as_millis() as i64);
         if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, attempt) {
@@ -922,6 +934,9 @@ impl Actor {
             return Err(e.into());
         }
         database.finish_event(true)?;
+        // Durable before the entry goes: otherwise a crash could bring the alarm back in the
+        // database with nothing left to fire it.
+        database.make_durable()?;
         self.shared.alarms.remove(&self.id)?;
         Ok(())
     }

@@ -1,10 +1,14 @@
 //! The host's durable index of pending alarms (`<data>/alarms.sqlite3`).
 //!
 //! The object's own `_do_alarm` row is the truth; this index only tells the scheduler which
-//! objects to wake and when. It is kept a superset of the truth: an alarm time is written here
-//! (and synced) *before* the event that set it commits, and removed only *after* the event
-//! that cleared it commits. A crash in between leaves an extra entry, which the object
-//! resolves when it wakes (it re-reads `_do_alarm` and fires, reschedules or drops the entry).
+//! objects to wake and when. It never lets an object wake later than its alarm: before an
+//! event that sets an alarm commits, the entry is moved *earlier* if the new time is earlier
+//! (never later: the commit may not happen, or not survive a crash); and an entry is moved
+//! later or removed only once the object's database holds the reason durably (after the sync
+//! of the commit that cleared or postponed the alarm). So a crash or a rolled-back event can
+//! leave an entry that is early or stale, never one that is late or missing; the object
+//! resolves it when it wakes (it re-reads `_do_alarm` and fires, reschedules or drops the
+//! entry).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -77,6 +81,24 @@ impl AlarmIndex {
             "INSERT INTO alarms (id, name, at, retry) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name), at = ?3, retry = ?4",
             rusqlite::params![id.to_hex(), name, at, retry],
+        )?;
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Before a commit that sets object `id`'s alarm to `at`: adds the entry, or moves it
+    /// earlier (with its retry count reset) if `at` is earlier. Never moves it later.
+    pub fn upsert_earliest(
+        &self,
+        id: &ObjectId,
+        name: Option<&str>,
+        at: i64,
+    ) -> Result<(), StorageError> {
+        self.conn().execute(
+            "INSERT INTO alarms (id, name, at, retry) VALUES (?1, ?2, ?3, 0)
+             ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name),
+                 retry = CASE WHEN ?3 < at THEN 0 ELSE retry END, at = min(at, ?3)",
+            rusqlite::params![id.to_hex(), name, at],
         )?;
         self.changed.notify_one();
         Ok(())
@@ -171,5 +193,32 @@ mod tests {
         );
         index.remove(&a).unwrap();
         assert_eq!(index.len().unwrap(), 1);
+    }
+
+    /// Before a commit, an entry only moves earlier: a later time waits for the commit to be
+    /// durable (the object re-indexes itself when it wakes early).
+    #[test]
+    fn upsert_earliest_never_postpones() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = AlarmIndex::open(&dir.path().join("alarms.sqlite3")).unwrap();
+        let a = IdMinter::with_key([1; 32]).from_name("c", "a").unwrap();
+        index.upsert_earliest(&a, Some("a"), 500).unwrap();
+        assert_eq!(index.get(&a).unwrap(), Some((500, 0)));
+        index.upsert_earliest(&a, None, 900).unwrap();
+        assert_eq!(index.get(&a).unwrap(), Some((500, 0)), "not moved later");
+        index.upsert(&a, None, 600, 3).unwrap();
+        index.upsert_earliest(&a, None, 700).unwrap();
+        assert_eq!(
+            index.get(&a).unwrap(),
+            Some((600, 3)),
+            "a pending retry is kept"
+        );
+        index.upsert_earliest(&a, None, 100).unwrap();
+        assert_eq!(
+            index.get(&a).unwrap(),
+            Some((100, 0)),
+            "an earlier alarm is a new one"
+        );
+        assert_eq!(index.due(100, 10).unwrap()[0].name.as_deref(), Some("a"));
     }
 }

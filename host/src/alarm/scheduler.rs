@@ -5,7 +5,7 @@
 //! object), and sleeps until the next entry is due or the index changes. Everything about
 //! firing, retrying and clearing happens in the object's actor, serialized with its requests.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::index::AlarmIndex;
 use crate::object::EventKind;
-use crate::registry::ObjectRegistry;
+use crate::registry::{HOST_RETRY_CAP, ObjectRegistry};
 
 /// Longest the scheduler sleeps without looking at the index.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -58,6 +58,9 @@ pub fn now_ms() -> i64 {
 /// Runs until the task is aborted.
 pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurrent: usize) {
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Consecutive attempts per object that failed before reaching its handler (the object
+    // overloaded, the host shutting down, ...): they push the entry back, doubling each time.
+    let stalled: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     loop {
         let now = now_ms();
@@ -71,11 +74,12 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                     {
                         continue;
                     }
-                    let (registry, index, in_flight, permits) = (
+                    let (registry, index, in_flight, permits, stalled) = (
                         registry.clone(),
                         index.clone(),
                         in_flight.clone(),
                         permits.clone(),
+                        stalled.clone(),
                     );
                     tokio::spawn(async move {
                         let _permit = permits.acquire_owned().await;
@@ -83,10 +87,19 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                         match registry.ids().parse(&class, &alarm.id) {
                             Ok(id) => {
                                 let event = EventKind::AlarmDue { retry: alarm.retry };
-                                if let Err(e) =
-                                    registry.dispatch(id, alarm.name.clone(), event).await
-                                {
-                                    tracing::debug!(object = %alarm.id, "alarm attempt failed: {e}");
+                                let result = registry.dispatch(id, alarm.name.clone(), event).await;
+                                let mut stalled = stalled.lock().unwrap_or_else(|e| e.into_inner());
+                                match result {
+                                    Ok(_) => {
+                                        stalled.remove(&alarm.id);
+                                    }
+                                    Err(e) => {
+                                        tracing::debug!(object = %alarm.id, "alarm attempt failed: {e}");
+                                        let count = stalled.entry(alarm.id.clone()).or_default();
+                                        *count = count.saturating_add(1);
+                                        let base = registry.alarm_config().retry_base;
+                                        push_back_if_unchanged(&index, &id, &alarm, base, *count);
+                                    }
                                 }
                             }
                             Err(e) => {
@@ -115,9 +128,65 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
     }
 }
 
+/// After an attempt that failed without the object's actor rescheduling it (it never reached
+/// the handler: the object was overloaded, the host shutting down, ...): if the entry is still
+/// the one dispatched and still due, moves it `base` x 2^(stalls - 1) ahead (at most
+/// [`HOST_RETRY_CAP`]), so the scheduler does not dispatch it again at once, forever.
+fn push_back_if_unchanged(
+    index: &AlarmIndex,
+    id: &crate::id::ObjectId,
+    alarm: &super::index::DueAlarm,
+    base: Duration,
+    stalls: u32,
+) {
+    let now = now_ms();
+    match index.get(id) {
+        Ok(Some((at, retry))) if at == alarm.at && retry == alarm.retry && at <= now => {
+            let delay = base
+                .saturating_mul(1u32 << stalls.saturating_sub(1).min(20))
+                .min(HOST_RETRY_CAP);
+            tracing::warn!(object = %alarm.id, "alarm could not be delivered; trying again in {delay:?}");
+            let at = now.saturating_add(delay.as_millis() as i64);
+            if let Err(e) = index.upsert(id, None, at, retry) {
+                tracing::error!(object = %alarm.id, "cannot postpone the alarm: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(object = %alarm.id, "cannot read the alarm index: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A due entry whose attempt never reached the object is pushed back, doubling; one the
+    /// object's actor has rescheduled meanwhile is left alone.
+    #[test]
+    fn undelivered_alarms_are_pushed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = AlarmIndex::open(&dir.path().join("alarms.sqlite3")).unwrap();
+        let id = crate::id::IdMinter::with_key([1; 32])
+            .from_name("c", "a")
+            .unwrap();
+        let past = now_ms() - 1_000;
+        index.upsert(&id, None, past, 2).unwrap();
+        let due = index.due(now_ms(), 10).unwrap().remove(0);
+        let base = Duration::from_secs(2);
+        push_back_if_unchanged(&index, &id, &due, base, 3);
+        let (at, retry) = index.get(&id).unwrap().unwrap();
+        assert!(at >= now_ms() + 7_000 && at <= now_ms() + 8_000, "{at}");
+        assert_eq!(retry, 2, "the handler's retry budget is not spent");
+        // Rescheduled by the actor in between: not touched.
+        index.upsert(&id, None, past, 3).unwrap();
+        push_back_if_unchanged(&index, &id, &due, base, 1);
+        assert_eq!(index.get(&id).unwrap(), Some((past, 3)));
+        // Capped.
+        index.upsert(&id, None, past, 2).unwrap();
+        push_back_if_unchanged(&index, &id, &due, base, 30);
+        let (at, _) = index.get(&id).unwrap().unwrap();
+        assert!(at <= now_ms() + HOST_RETRY_CAP.as_millis() as i64, "{at}");
+    }
 
     #[test]
     fn backoff_doubles() {

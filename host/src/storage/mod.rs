@@ -622,6 +622,24 @@ impl SqlStore {
         }
     }
 
+    /// Makes every commit so far durable now, in `--sync normal` too (not `off`): for the rare
+    /// commits that something outside the database relies on, such as the alarm index
+    /// dropping an entry once the alarm is cleared.
+    pub fn make_durable(&mut self) -> Result<(), StorageError> {
+        match self.config.sync {
+            SyncMode::Full => self.sync(),
+            SyncMode::Normal => {
+                let job = SyncJob {
+                    path: self.path.clone(),
+                    new_dirs: std::mem::take(&mut self.new_dirs),
+                };
+                job.run()
+                    .inspect_err(|_| self.new_dirs = job.new_dirs.clone())
+            }
+            SyncMode::Off => Ok(()),
+        }
+    }
+
     /// Syncs now, on this thread.
     pub fn sync(&mut self) -> Result<(), StorageError> {
         match self.take_sync() {
