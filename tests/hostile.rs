@@ -298,3 +298,95 @@ fn guests_cannot_reach_host_files_environment_or_network() {
     assert!(!std::path::Path::new("/tmp/probe-was-here").exists());
     assert!(!data.path().join("probe-was-here").exists());
 }
+
+/// A body that does not arrive in time gets 408, and the object never sees the request.
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &["--body-timeout", "1s"]);
+    let started = Instant::now();
+    let answer = support::raw_exchange(
+        host.addr,
+        b"POST /c/increment HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{",
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("x-dohost-error: request-timeout"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(host.client().get("/c/value").json(), json!({ "value": 0 }));
+}
+
+/// Bodies held across the host are capped: past the budget a request with a body gets 503
+/// at once (requests without one still pass), and the budget comes back when the holder ends.
+#[test]
+fn buffered_bodies_have_a_host_wide_budget() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--max-body", "64KiB", "--max-buffered-bodies", "64KiB"];
+    let host = Host::start(&guest("counter"), data.path(), &args);
+    // Declares the whole budget and sends one byte of it.
+    let mut holder = TcpStream::connect(host.addr).unwrap();
+    holder
+        .write_all(b"POST /c/increment HTTP/1.1\r\nhost: x\r\ncontent-length: 65536\r\n\r\n{")
+        .unwrap();
+    // Once the host has read the holder's head (probing another object meanwhile):
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let full = loop {
+        let answer = support::raw_exchange(
+            host.addr,
+            b"POST /probe/increment HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}",
+        );
+        if !answer.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(full.starts_with("HTTP/1.1 503"), "{full}");
+    assert!(full.contains("x-dohost-error: overloaded"), "{full}");
+    assert_eq!(host.client().get("/c/value").status, 200);
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = host.client().post("/c/increment", "{}").status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the budget never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(host.client().get("/c/value").json(), json!({ "value": 1 }));
+}
+
+/// Past --max-connections the host stops accepting until a connection closes; the waiting
+/// client is then served.
+#[test]
+fn connections_past_the_cap_wait() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &["--max-connections", "2"]);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(host.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = TcpStream::connect(host.addr).unwrap();
+    third
+        .write_all(b"GET /c/value HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(third.read(&mut buf).is_err(), "served past the cap");
+    drop(idle);
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = third.read(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

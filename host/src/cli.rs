@@ -112,6 +112,17 @@ struct RunArgs {
     /// Largest accepted request body (larger ones get 413).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_body: u64,
+    /// Time a client may take to send a request body once its head arrived (then 408).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// Request bodies held in memory at once across the host, being read or queued with
+    /// their events (a body counts with its declared length, or --max-body if chunked); a
+    /// request whose body does not fit gets 503.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    max_buffered_bodies: u64,
+    /// Client connections open at once; past it new ones wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
     /// Evict an object's instance after this long without events.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -209,6 +220,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     config.limits.memory_bytes = usize::try_from(args.memory_limit).context("--memory-limit")?;
     config.limits.cpu_per_event = args.cpu_limit;
     config.limits.max_body_bytes = usize::try_from(args.max_body).context("--max-body")?;
+    config.limits.body_timeout = args.body_timeout;
+    config.limits.max_buffered_body_bytes =
+        usize::try_from(args.max_buffered_bodies).context("--max-buffered-bodies")?;
+    config.limits.max_connections = args.max_connections;
+    anyhow::ensure!(
+        args.max_buffered_bodies >= args.max_body,
+        "--max-buffered-bodies ({}) must be at least --max-body ({}): a body that does not fit \
+         would always be refused",
+        args.max_buffered_bodies,
+        args.max_body
+    );
     config.idle_timeout = args.idle_timeout;
     config.max_instances = args.max_instances;
     config.alarms.retry_base = args.alarm_retry_base;

@@ -28,6 +28,7 @@ use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::bindings::http_types::{Request, Response};
 use crate::id::IdError;
@@ -56,6 +57,13 @@ pub enum IngressError {
     PayloadTooLarge(usize),
     #[error("request headers are larger than the limit of {MAX_HEADER_BYTES} bytes")]
     HeadersTooLarge,
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    #[error(
+        "the host holds too many request bodies ({0} bytes at most, --max-buffered-bodies); \
+         try again"
+    )]
+    BodiesFull(usize),
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
 }
@@ -68,6 +76,8 @@ impl IngressError {
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            IngressError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            IngressError::BodiesFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Dispatch(DispatchError::Overloaded(_) | DispatchError::ShuttingDown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -85,6 +95,8 @@ impl IngressError {
             IngressError::MethodNotAllowed(_) => "method-not-allowed",
             IngressError::PayloadTooLarge(_) => "payload-too-large",
             IngressError::HeadersTooLarge => "headers-too-large",
+            IngressError::BodyTimeout(_) => "request-timeout",
+            IngressError::BodiesFull(_) => "overloaded",
             IngressError::Dispatch(DispatchError::Overloaded(_)) => "overloaded",
             IngressError::Dispatch(DispatchError::ShuttingDown) => "shutting-down",
             IngressError::Dispatch(DispatchError::Lost(_)) => "internal-error",
@@ -115,10 +127,13 @@ impl From<RouteError> for IngressError {
     }
 }
 
-/// Settings of the HTTP ingress.
+/// Settings of the HTTP ingress (see [`crate::limits::Limits`]).
 #[derive(Clone, Debug)]
 pub struct IngressConfig {
     pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub max_buffered_body_bytes: usize,
+    pub max_connections: usize,
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
@@ -128,7 +143,19 @@ pub async fn serve(
     config: IngressConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let app = Arc::new(App { registry, config });
+    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    // One permit per KiB.
+    let bodies = Arc::new(Semaphore::new(
+        config
+            .max_buffered_body_bytes
+            .div_ceil(1024)
+            .min(Semaphore::MAX_PERMITS),
+    ));
+    let app = Arc::new(App {
+        registry,
+        config,
+        bodies,
+    });
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -136,6 +163,24 @@ pub async fn serve(
         .max_buf_size(MAX_HEAD_BUFFER);
     tokio::pin!(shutdown);
     loop {
+        // At the connection cap, stop accepting (new clients wait in the listen backlog)
+        // until one closes.
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(
+                    "{} client connections open (--max-connections): not accepting more until \
+                     one closes",
+                    app.config.max_connections
+                );
+                tokio::select! {
+                    permit = connections.clone().acquire_owned() => {
+                        permit.expect("the connection semaphore is never closed")
+                    }
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -155,6 +200,7 @@ pub async fn serve(
                 });
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
@@ -176,6 +222,8 @@ pub async fn serve(
 struct App {
     registry: ObjectRegistry,
     config: IngressConfig,
+    /// Bytes of request bodies the host may hold at once (one permit per byte).
+    bodies: Arc<Semaphore>,
 }
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
@@ -233,7 +281,8 @@ impl App {
             ),
             Route::ById { hex, rest } => (self.registry.ids().parse(&class, &hex)?, None, rest),
         };
-        let request = self.guest_request(req, &rest).await?;
+        // The body's share of the host's body budget is held until the event is done with it.
+        let (request, _body_permit) = self.guest_request(req, &rest).await?;
         match self
             .registry
             .dispatch(id, name, EventKind::Request(request))
@@ -246,12 +295,13 @@ impl App {
         }
     }
 
-    /// Reads the body (within the cap) and builds the guest's view of the request.
+    /// Reads the body (within the cap, the time limit and the host's budget for bodies) and
+    /// builds the guest's view of the request. The permit is the body's share of the budget.
     async fn guest_request(
         &self,
         req: hyper::Request<Incoming>,
         rest: &str,
-    ) -> Result<Request, IngressError> {
+    ) -> Result<(Request, Option<OwnedSemaphorePermit>), IngressError> {
         let limit = self.config.max_body_bytes;
         let declared = req
             .headers()
@@ -263,6 +313,22 @@ impl App {
         }
         let (parts, body) = req.into_parts();
         let host = guest_host(parts.headers.get(HOST))?;
+        // What the body may take: its declared length, or the cap for a chunked one.
+        let reserve = hyper::body::Body::size_hint(&body)
+            .upper()
+            .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
+            .min(limit);
+        let permit =
+            match reserve {
+                0 => None,
+                n => {
+                    let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
+                    let permit = self.bodies.clone().try_acquire_many_owned(kib);
+                    Some(permit.map_err(|_| {
+                        IngressError::BodiesFull(self.config.max_buffered_body_bytes)
+                    })?)
+                }
+            };
         let url = match parts.uri.query() {
             Some(query) => format!("http://{host}{rest}?{query}"),
             None => format!("http://{host}{rest}"),
@@ -274,7 +340,9 @@ impl App {
             })?;
             headers.push((name.as_str().to_string(), value.to_string()));
         }
-        let body = match Limited::new(body, limit).collect().await {
+        let timeout = self.config.body_timeout;
+        let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect());
+        let body = match read.await.map_err(|_| IngressError::BodyTimeout(timeout))? {
             Ok(collected) => collected.to_bytes().to_vec(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(IngressError::PayloadTooLarge(limit));
@@ -285,12 +353,13 @@ impl App {
                 )));
             }
         };
-        Ok(Request {
+        let request = Request {
             method: parts.method.as_str().to_string(),
             url,
             headers,
             body,
-        })
+        };
+        Ok((request, permit))
     }
 }
 

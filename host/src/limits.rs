@@ -18,6 +18,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Events that may wait for one object before new ones are refused with 503.
     pub max_queued_events: usize,
+    /// How long a client may take to send a request body once its head has arrived.
+    pub body_timeout: Duration,
+    /// Request bodies held in memory at once across the host (being read, or queued with
+    /// their events), in bytes; a request whose body does not fit gets 503.
+    pub max_buffered_body_bytes: usize,
+    /// Client connections open at once; past it the host stops accepting until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +34,9 @@ impl Default for Limits {
             cpu_per_event: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
             max_queued_events: 10_000,
+            body_timeout: Duration::from_secs(30),
+            max_buffered_body_bytes: 1 << 30,
+            max_connections: 10_000,
         }
     }
 }

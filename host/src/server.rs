@@ -165,6 +165,9 @@ impl Server {
         );
         let ingress = IngressConfig {
             max_body_bytes: config.limits.max_body_bytes,
+            body_timeout: config.limits.body_timeout,
+            max_buffered_body_bytes: config.limits.max_buffered_body_bytes,
+            max_connections: config.limits.max_connections,
         };
         Ok(Self {
             listener,
