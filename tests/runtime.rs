@@ -387,6 +387,48 @@ fn sigterm_finishes_in_flight_events_and_exits_zero() {
     assert_eq!(count_rows(&host, "g", "t"), 1);
 }
 
+/// Shutdown waits for running events, but a second signal ends the process at once; what
+/// was acknowledged stays.
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let mut host = Host::start(&guest("conformance"), data.path(), &["--cpu-limit", "60s"]);
+    host.client()
+        .run(
+            "g",
+            vec![exec("CREATE TABLE t (v)"), exec("INSERT INTO t VALUES (1)")],
+        )
+        .results();
+    let addr = host.addr;
+    let _stuck = std::thread::spawn(move || {
+        Client::connect(addr).post_json(
+            "/g/run",
+            &json!({ "steps": [{ "op": "spin", "ms": 30000 }] }),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    host.send_sigterm();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        host.exit_code_within(std::time::Duration::from_millis(1500)),
+        None,
+        "did not wait"
+    );
+    assert!(
+        host.log().contains("signal again to exit now"),
+        "{}",
+        host.log()
+    );
+    host.send_sigterm();
+    assert_eq!(
+        host.exit_code_within(std::time::Duration::from_secs(5)),
+        Some(Some(1))
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    assert_eq!(count_rows(&host, "g", "t"), 1);
+}
+
 /// Settings for serving the `example` guest from `data` on a free port, and a current-thread
 /// runtime to serve it from, as an embedder of the library might.
 fn embedded_on_current_thread(

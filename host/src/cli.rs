@@ -342,7 +342,7 @@ fn coldstart(args: ColdstartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT or SIGTERM. From then on a second one ends the process at once.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
@@ -357,6 +357,19 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
+    tracing::info!(
+        "stopping: finishing in-flight requests and queued events (signal again to exit now)"
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        // Like a crash for the objects, which they survive: every acknowledged write is
+        // durable, and unfinished events are rolled back when their databases next open.
+        tracing::warn!("second signal: exiting without waiting for events still running");
+        std::process::exit(1);
+    });
 }
 
 /// Parses sizes such as `4096`, `64KiB`, `128MiB`, `10GiB` (also KB/MB/GB as powers of 1000).

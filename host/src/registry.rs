@@ -63,6 +63,8 @@ pub enum DispatchError {
 const MAX_GROUP_COMMIT: usize = 256;
 /// Most queued events run in one hand-off to a blocking thread.
 const MAX_BATCH: usize = 64;
+/// How often shutdown says what it is still waiting for.
+const SHUTDOWN_REPORT: Duration = Duration::from_secs(5);
 /// Longest wait between two attempts of an alarm (the host's own failures are retried
 /// without end, at most this far apart).
 pub(crate) const HOST_RETRY_CAP: Duration = Duration::from_secs(300);
@@ -273,12 +275,17 @@ impl ObjectRegistry {
         let handles = self.shared.actors.lock().ok().and_then(|mut a| a.take());
         // Dropping the senders ends each actor once its queue is empty.
         drop(handles);
+        let mut report = tokio::time::Instant::now() + SHUTDOWN_REPORT;
         loop {
             let ended = self.shared.actor_ended.notified();
-            if self.shared.running.load(Ordering::Acquire) == 0 {
+            let running = self.shared.running.load(Ordering::Acquire);
+            if running == 0 {
                 break;
             }
-            ended.await;
+            if tokio::time::timeout_at(report, ended).await.is_err() {
+                tracing::info!("waiting for {running} object(s) to finish their queued events");
+                report += SHUTDOWN_REPORT;
+            }
         }
         // Stop the spare-database thread now, not whenever the last reference goes.
         let shared = self.shared.clone();

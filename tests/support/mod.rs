@@ -163,6 +163,25 @@ impl Host {
         }
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        signal(&self.child, libc_sigterm());
+    }
+
+    /// The exit code once the process has exited, waiting up to `wait`.
+    pub fn exit_code_within(&mut self, wait: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Abrupt stop (SIGKILL).
     pub fn kill(mut self) {
         let _ = self.child.kill();
