@@ -130,18 +130,18 @@ fn get_and_post_round_trip_headers_and_binary_bodies() {
     let post = fetch(
         &host,
         json!({ "url": format!("http://{up}/echo"), "method": "POST",
-                "headers": [["x-token", "secret"]], "body": binary }),
+                "headers": [["x-token", "secret"], ["host", "other.example"]], "body": binary }),
     );
     let echoed: Json =
         serde_json::from_slice(&unhex(post["ok"]["body"].as_str().unwrap())).unwrap();
     assert_eq!(echoed["method"], "POST");
     assert_eq!(echoed["body"], binary);
-    assert!(
-        echoed["headers"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(["x-token", "secret"]))
-    );
+    let headers = echoed["headers"].as_array().unwrap();
+    assert!(headers.contains(&json!(["x-token", "secret"])));
+    // The Host header is always the URL's: an object cannot aim at another site served at an
+    // allowed address.
+    let hosts: Vec<&Json> = headers.iter().filter(|h| h[0] == "host").collect();
+    assert_eq!(hosts, [&json!(["host", up.to_string()])], "{headers:?}");
 }
 
 #[test]

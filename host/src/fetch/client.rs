@@ -92,11 +92,15 @@ where
             tracing::debug!("outbound connection ended: {e}");
         }
     });
-    if !request.headers().contains_key(HOST) {
-        let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host);
-        if let Ok(value) = HeaderValue::from_str(authority) {
-            request.headers_mut().insert(HOST, value);
-        }
+    // Always the URL's host (and port), whatever the object set: a Host header of its own
+    // would reach other sites served at an allowed address (past the allow-list).
+    let authority = match uri.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.clone(),
+    };
+    request.headers_mut().remove(HOST);
+    if let Ok(value) = HeaderValue::from_str(&authority) {
+        request.headers_mut().insert(HOST, value);
     }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     *request.uri_mut() =

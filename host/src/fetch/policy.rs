@@ -49,18 +49,23 @@ impl FetchPolicy {
     }
 
     /// Whether an allow-list entry names `host` exactly (no wildcard): an explicit decision to
-    /// reach it, so its addresses are not checked for being private.
+    /// reach it, so its addresses are not checked for being private. Any such entry counts,
+    /// whatever the order of the list.
     fn explicitly_allowed(&self, host: &str, port: u16) -> bool {
-        self.matching_rule(host, port)
-            .is_some_and(|rule| !rule.starts_with("*."))
+        self.matching_rules(host, port)
+            .any(|rule| !rule.starts_with("*."))
     }
 
     fn matching_rule(&self, host: &str, port: u16) -> Option<&str> {
+        self.matching_rules(host, port).next()
+    }
+
+    fn matching_rules<'a>(&'a self, host: &str, port: u16) -> impl Iterator<Item = &'a str> {
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        self.allow.iter().map(String::as_str).find(|rule| {
+        self.allow.iter().map(String::as_str).filter(move |rule| {
             let rule = rule.to_ascii_lowercase();
             let (rule_host, rule_port) = match rule.rsplit_once(':') {
                 Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
@@ -128,6 +133,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
                 || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast
                 || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
                 || o[0] >= 240) // reserved
         }
@@ -136,9 +142,18 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            if s[0] == 0x2002 {
+                // 6to4: the IPv4 address it tunnels to is in the next 32 bits.
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || s[..6].iter().all(|&x| x == 0) // IPv4-compatible (deprecated), ::, ::1
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo (tunnels to any IPv4 address)
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link local
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
@@ -166,10 +181,22 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            "::7f00:1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "192.88.99.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2002:101:101::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -198,6 +225,15 @@ mod tests {
             !policy.explicitly_allowed("a.svc.test", 8443),
             "wildcards are not explicit"
         );
+        let both = FetchPolicy {
+            allow: vec!["*.corp.internal".into(), "db.corp.internal".into()],
+            ..FetchPolicy::default()
+        };
+        assert!(
+            both.explicitly_allowed("db.corp.internal", 443),
+            "an exact entry after a wildcard still counts"
+        );
+        assert!(!both.explicitly_allowed("web.corp.internal", 443));
     }
 
     #[tokio::test]
