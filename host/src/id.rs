@@ -109,7 +109,7 @@ impl IdMinter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; ID_LEN];
                 rand::rng().fill_bytes(&mut key);
-                crate::storage::write_new_synced(path, &key).map_err(err)?;
+                write_key(path, &key).map_err(err)?;
                 Ok(Self { key })
             }
             Err(e) => Err(err(e)),
@@ -165,6 +165,23 @@ impl IdMinter {
 
 fn hmac_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Writes a new key file whole or not at all: to a temporary file, synced, renamed into
+/// place, and the directory synced (a crash mid-write must not leave a short key, which
+/// would stop the host from starting).
+fn write_key(path: &Path, key: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    crate::storage::write_new_synced(&tmp, key)?;
+    fs::rename(&tmp, path).inspect_err(|_| drop(fs::remove_file(&tmp)))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -243,6 +260,9 @@ mod tests {
         let a = IdMinter::load_or_create(&path).unwrap();
         let b = IdMinter::load_or_create(&path).unwrap();
         assert_eq!(a.from_name("c", "n"), b.from_name("c", "n"));
+        // Written whole, through a temporary file that is gone afterwards.
+        assert_eq!(fs::read(&path).unwrap().len(), ID_LEN);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         fs::write(&path, b"short").unwrap();
         assert!(IdMinter::load_or_create(&path).is_err());
     }

@@ -430,6 +430,16 @@ fn json_response(status: StatusCode, body: String) -> HttpResponse {
 }
 
 fn error_response(err: &IngressError) -> HttpResponse {
+    // Storage errors name files of the host: they go to the log (see `App::handle`), not to
+    // clients.
+    if let IngressError::Dispatch(DispatchError::Event(EventError::Storage(_))) = err {
+        return plain(
+            err.status(),
+            err.kind(),
+            "storage failure: the host could not read or write the object's database (the \
+             host log says why)",
+        );
+    }
     plain(err.status(), err.kind(), &err.to_string())
 }
 

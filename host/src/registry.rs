@@ -715,10 +715,14 @@ impl Actor {
                 parked.actor
             }),
         };
-        if let Some(state) = state
-            && !held.is_empty()
-        {
-            drop(state.flush(&mut held).await);
+        let state = match state {
+            Some(state) if !held.is_empty() => Some(state.flush(&mut held).await),
+            other => other,
+        };
+        // Closing the database checkpoints and syncs it: blocking work, kept off the async
+        // workers that serve connections.
+        if let Some(state) = state {
+            let _ = tokio::task::spawn_blocking(move || drop(state)).await;
         }
     }
 
