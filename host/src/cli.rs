@@ -245,8 +245,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         max_concurrent: args.fetch_max_concurrent,
     };
     config.alarms.max_retries = args.alarm_max_retries;
+    // An event holds a blocking thread while it runs, network waits included (an object
+    // fetching from a slow upstream): room for every live object at once, so slow objects
+    // never hold up the others (tokio's default is 512).
+    let blocking = (config.max_instances as usize).saturating_add(64).max(512);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking)
         .build()?;
     runtime.block_on(async move {
         let class = config.class_name();
