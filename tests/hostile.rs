@@ -324,16 +324,26 @@ fn a_body_that_never_arrives_times_out() {
 
 /// Bodies held across the host are capped: past the budget a request with a body gets 503
 /// at once (requests without one still pass), and the budget comes back when the holder ends.
+/// A body counts with the bytes received, not the length it declares.
 #[test]
 fn buffered_bodies_have_a_host_wide_budget() {
     let data = tempfile::tempdir().unwrap();
     let args = ["--max-body", "64KiB", "--max-buffered-bodies", "64KiB"];
     let host = Host::start(&guest("counter"), data.path(), &args);
-    // Declares the whole budget and sends one byte of it.
-    let mut holder = TcpStream::connect(host.addr).unwrap();
-    holder
+    // Declaring the whole budget takes none of it.
+    let mut declared = TcpStream::connect(host.addr).unwrap();
+    declared
         .write_all(b"POST /c/increment HTTP/1.1\r\nhost: x\r\ncontent-length: 65536\r\n\r\n{")
         .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(host.client().post("/probe/increment", "{}").status, 200);
+    drop(declared);
+    // Sending all but its last byte takes all of it.
+    let mut holder = TcpStream::connect(host.addr).unwrap();
+    holder
+        .write_all(b"POST /c/increment HTTP/1.1\r\nhost: x\r\ncontent-length: 65536\r\n\r\n")
+        .unwrap();
+    holder.write_all(&[b' '; 65535]).unwrap();
     // Once the host has read the holder's head (probing another object meanwhile):
     let deadline = Instant::now() + Duration::from_secs(5);
     let full = loop {

@@ -116,7 +116,7 @@ struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     body_timeout: Duration,
     /// Request bodies held in memory at once across the host, being read or queued with
-    /// their events (a body counts with its declared length, or --max-body if chunked); a
+    /// their events (a body counts with the bytes received, until its event has run); a
     /// request whose body does not fit gets 503.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     max_buffered_bodies: u64,

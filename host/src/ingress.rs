@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dohost_wire::{Route, RouteError, route};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::service::service_fn;
@@ -222,7 +222,7 @@ pub async fn serve(
 struct App {
     registry: ObjectRegistry,
     config: IngressConfig,
-    /// Bytes of request bodies the host may hold at once (one permit per byte).
+    /// Request bodies the host may hold at once, in KiB (one permit per KiB).
     bodies: Arc<Semaphore>,
 }
 
@@ -281,11 +281,11 @@ impl App {
             ),
             Route::ById { hex, rest } => (self.registry.ids().parse(&class, &hex)?, None, rest),
         };
-        // The body's share of the host's body budget is held until the event is done with it.
-        let (request, _body_permit) = self.guest_request(req, &rest).await?;
+        // The body's share of the host's body budget goes with the event, until it has run.
+        let (request, body_permit) = self.guest_request(req, &rest).await?;
         match self
             .registry
-            .dispatch(id, name, EventKind::Request(request))
+            .dispatch_holding(id, name, EventKind::Request(request), body_permit)
             .await?
         {
             Reply::Response(response) => Ok(to_http(response)),
@@ -293,6 +293,44 @@ impl App {
                 Err(IngressError::BadRequest("unexpected alarm reply".into()))
             }
         }
+    }
+
+    /// Reads a body of at most `limit` bytes, taking its share of the host's budget for bodies
+    /// as its bytes arrive (a client that declares a large body and sends little holds
+    /// little). The permit is that share, one per KiB received.
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        limit: usize,
+    ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), IngressError> {
+        let mut out = Vec::new();
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| IngressError::BadRequest(format!("cannot read the body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let len = out.len() + data.len();
+            if len > limit {
+                return Err(IngressError::PayloadTooLarge(limit));
+            }
+            let want = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+            let held = permit.as_ref().map_or(0, |p| p.num_permits() as u32);
+            if want > held {
+                let more = self
+                    .bodies
+                    .clone()
+                    .try_acquire_many_owned(want - held)
+                    .map_err(|_| IngressError::BodiesFull(self.config.max_buffered_body_bytes))?;
+                match &mut permit {
+                    Some(permit) => permit.merge(more),
+                    None => permit = Some(more),
+                }
+            }
+            out.extend_from_slice(&data);
+        }
+        Ok((out, permit))
     }
 
     /// Reads the body (within the cap, the time limit and the host's budget for bodies) and
@@ -313,22 +351,6 @@ impl App {
         }
         let (parts, body) = req.into_parts();
         let host = guest_host(parts.headers.get(HOST))?;
-        // What the body may take: its declared length, or the cap for a chunked one.
-        let reserve = hyper::body::Body::size_hint(&body)
-            .upper()
-            .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
-            .min(limit);
-        let permit =
-            match reserve {
-                0 => None,
-                n => {
-                    let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
-                    let permit = self.bodies.clone().try_acquire_many_owned(kib);
-                    Some(permit.map_err(|_| {
-                        IngressError::BodiesFull(self.config.max_buffered_body_bytes)
-                    })?)
-                }
-            };
         let url = match parts.uri.query() {
             Some(query) => format!("http://{host}{rest}?{query}"),
             None => format!("http://{host}{rest}"),
@@ -341,18 +363,9 @@ impl App {
             headers.push((name.as_str().to_string(), value.to_string()));
         }
         let timeout = self.config.body_timeout;
-        let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect());
-        let body = match read.await.map_err(|_| IngressError::BodyTimeout(timeout))? {
-            Ok(collected) => collected.to_bytes().to_vec(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(IngressError::PayloadTooLarge(limit));
-            }
-            Err(e) => {
-                return Err(IngressError::BadRequest(format!(
-                    "cannot read the body: {e}"
-                )));
-            }
-        };
+        let (body, permit) = tokio::time::timeout(timeout, self.read_body(body, limit))
+            .await
+            .map_err(|_| IngressError::BodyTimeout(timeout))??;
         let request = Request {
             method: parts.method.as_str().to_string(),
             url,

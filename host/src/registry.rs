@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::alarm::{AlarmConfig, AlarmIndex, now_ms};
 use crate::engine::Class;
@@ -76,6 +76,9 @@ struct Envelope {
     name: Option<String>,
     event: EventKind,
     reply: oneshot::Sender<Result<Reply, EventError>>,
+    /// Held until the event has run (or is dropped unrun): the request body's share of the
+    /// ingress's budget for bodies in memory.
+    _hold: Option<OwnedSemaphorePermit>,
 }
 
 struct ActorHandle {
@@ -300,8 +303,26 @@ impl ObjectRegistry {
         name: Option<String>,
         event: EventKind,
     ) -> Result<Reply, DispatchError> {
+        self.dispatch_holding(id, name, event, None).await
+    }
+
+    /// [`ObjectRegistry::dispatch`], keeping `hold` until the event has run, even if the
+    /// caller stops waiting for it (its client hung up): the request body's share of the
+    /// ingress's memory budget stays taken while the body is queued.
+    pub async fn dispatch_holding(
+        &self,
+        id: ObjectId,
+        name: Option<String>,
+        event: EventKind,
+        hold: Option<OwnedSemaphorePermit>,
+    ) -> Result<Reply, DispatchError> {
         let (reply, outcome) = oneshot::channel();
-        let mut envelope = Some(Envelope { name, event, reply });
+        let mut envelope = Some(Envelope {
+            name,
+            event,
+            reply,
+            _hold: hold,
+        });
         let lent = {
             let mut actors = self
                 .shared
