@@ -228,3 +228,35 @@ fn subscription_renews_itself_until_cancelled() {
         count
     );
 }
+
+/// Once each change is durable, the index holds the object's alarm exactly: postponing the
+/// alarm moves the entry later (no early wake-up), deleting it drops the entry.
+#[test]
+fn the_index_follows_postponed_and_deleted_alarms() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    let index = data.path().join("alarms.sqlite3");
+    let entry = || -> Option<(i64, i64)> {
+        let conn = rusqlite::Connection::open(&index).unwrap();
+        conn.query_row("SELECT at, retry FROM alarms", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ok()
+    };
+    let mut client = host.client();
+    let soon = now_ms() + 60_000;
+    client
+        .run("p", json!([{ "op": "alarmSet", "at": soon }]))
+        .results();
+    assert_eq!(entry(), Some((soon, 0)));
+    client
+        .run("p", json!([{ "op": "alarmSet", "at": soon + 60_000 }]))
+        .results();
+    assert_eq!(entry(), Some((soon + 60_000, 0)));
+    client
+        .run("p", json!([{ "op": "alarmSet", "at": soon - 30_000 }]))
+        .results();
+    assert_eq!(entry(), Some((soon - 30_000, 0)));
+    client.run("p", json!([{ "op": "alarmDelete" }])).results();
+    assert_eq!(entry(), None);
+}

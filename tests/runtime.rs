@@ -406,7 +406,8 @@ fn a_second_sigterm_exits_at_once() {
             &json!({ "steps": [{ "op": "spin", "ms": 30000 }] }),
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Give the request time to reach the object, even on a slow machine.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     host.send_sigterm();
     let started = std::time::Instant::now();
     assert_eq!(

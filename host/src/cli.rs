@@ -153,7 +153,8 @@ struct RunArgs {
     /// Serve Prometheus metrics (GET /metrics) and GET /healthz on this address.
     #[arg(long, env = "DOHOST_ADMIN")]
     admin: Option<SocketAddr>,
-    /// Delay before the first retry of a failed alarm; it doubles on each further retry.
+    /// Delay before the first retry of a failed alarm handler; it doubles on each further
+    /// retry, up to 5 minutes.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     alarm_retry_base: Duration,
     /// Retries of a failed alarm before it is dropped.

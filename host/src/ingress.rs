@@ -78,9 +78,11 @@ impl IngressError {
             IngressError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             IngressError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngressError::BodiesFull(_) => StatusCode::SERVICE_UNAVAILABLE,
-            IngressError::Dispatch(DispatchError::Overloaded(_) | DispatchError::ShuttingDown) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngressError::Dispatch(
+                DispatchError::Overloaded(_)
+                | DispatchError::ShuttingDown
+                | DispatchError::Event(EventError::Busy(_)),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Dispatch(DispatchError::Event(_) | DispatchError::Lost(_)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -106,6 +108,7 @@ impl IngressError {
                 EventError::Limit(crate::limits::LimitHit::Memory { .. }) => "memory-limit",
                 EventError::Limit(crate::limits::LimitHit::Cpu(_)) => "cpu-limit",
                 EventError::Activation(_) => "activation-failed",
+                EventError::Busy(_) => "overloaded",
                 EventError::Storage(_) => "storage-failed",
             },
         }
@@ -162,17 +165,29 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BUFFER);
     tokio::pin!(shutdown);
+    let mut at_cap_since: Option<std::time::Instant> = None;
     loop {
         // At the connection cap, stop accepting (new clients wait in the listen backlog)
-        // until one closes.
+        // until one closes. Said once per episode, not per connection.
         let permit = match connections.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+            Ok(permit) => {
+                if let Some(since) = at_cap_since.take() {
+                    tracing::info!(
+                        "accepting connections again after {:.1} s at the cap",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                permit
+            }
             Err(_) => {
-                tracing::warn!(
-                    "{} client connections open (--max-connections): not accepting more until \
-                     one closes",
-                    app.config.max_connections
-                );
+                if at_cap_since.is_none() {
+                    at_cap_since = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "{} client connections open (--max-connections): not accepting more \
+                         until one closes",
+                        app.config.max_connections
+                    );
+                }
                 tokio::select! {
                     permit = connections.clone().acquire_owned() => {
                         permit.expect("the connection semaphore is never closed")

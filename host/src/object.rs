@@ -91,17 +91,20 @@ impl ObjectState {
         Ok(next)
     }
 
-    /// After committing an event that left no alarm set: makes that commit durable, then
-    /// drops the index entry (dropping it first, a crash could restore the alarm in the
-    /// database with no entry left to fire it). If the sync fails the entry stays, and is
+    /// After committing an event that touched the alarm: makes that commit durable, then sets
+    /// the index entry to exactly the alarm it left (`next`), or drops it. Before the commit
+    /// is durable the entry may only move earlier: moved later or dropped first, a crash
+    /// could bring the earlier alarm back in the database with no entry to fire it in time.
+    /// If the sync fails, the entry stays as it is (early or stale, never late), and is
     /// resolved when it comes due.
-    fn unindex_alarm(&mut self, alarms: &AlarmIndex) {
-        let result = self
-            .sql
-            .make_durable()
-            .and_then(|()| alarms.remove(&self.identity.id));
+    fn reindex_alarm_after_commit(&mut self, alarms: &AlarmIndex, next: Option<i64>) {
+        let id = self.identity.id;
+        let result = self.sql.make_durable().and_then(|()| match next {
+            Some(at) => alarms.upsert(&id, self.identity.name.as_deref(), at, 0),
+            None => alarms.remove(&id),
+        });
         if let Err(e) = result {
-            tracing::warn!(object = %self.identity.id, "cannot drop the alarm index entry: {e}");
+            tracing::warn!(object = %id, "cannot update the alarm index entry: {e}");
         }
     }
 }
@@ -169,8 +172,31 @@ pub enum EventError {
     Limit(LimitHit),
     #[error("the object could not be started: {0}")]
     Activation(String),
+    /// No instance slot came free in time (`--max-instances` live objects, none idle).
+    #[error("the host is at its live-object limit; try again: {0}")]
+    Busy(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+}
+
+impl EventError {
+    /// Whether the host, not the object's code, is why the event failed (its storage, or
+    /// no room for the instance): such failures do not count against an alarm's retries.
+    /// A commit refused by a constraint (a deferred foreign key the handler left broken) is
+    /// the object's doing.
+    pub fn is_host_side(&self) -> bool {
+        match self {
+            EventError::Busy(_) => true,
+            EventError::Storage(StorageError::Commit(e)) => {
+                e.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation)
+            }
+            EventError::Storage(_) => true,
+            EventError::Guest(_)
+            | EventError::Trap(_)
+            | EventError::Limit(_)
+            | EventError::Activation(_) => false,
+        }
+    }
 }
 
 /// What every instance of a class gets from its host: the compiled class, the limits, the
@@ -211,7 +237,12 @@ impl LiveObject {
                 }
                 Err(e) => {
                     let sql = store.into_data().sql;
-                    return Err(Box::new((EventError::Activation(describe_trap(&e)), sql)));
+                    let err = if pool_exhausted(&e) {
+                        EventError::Busy(describe_trap(&e))
+                    } else {
+                        EventError::Activation(describe_trap(&e))
+                    };
+                    return Err(Box::new((err, sql)));
                 }
             }
         }
@@ -219,8 +250,8 @@ impl LiveObject {
 
     /// Runs one event to completion: guest call, then commit or rollback.
     ///
-    /// Keeps `alarms` a superset of the truth: a new alarm time is indexed before the commit
-    /// that sets it, a cleared alarm is unindexed after the commit that clears it.
+    /// Keeps `alarms` from ever waking the object later than its alarm: before the commit an
+    /// entry only moves earlier; once the commit is durable it is set to the alarm exactly.
     /// Returns the outcome and whether the instance may be kept for the next event.
     pub fn run(
         &mut self,
@@ -281,10 +312,18 @@ impl LiveObject {
                 } else {
                     None
                 };
+                // An alarm handler whose writes are rolled back did not clear its alarm: that
+                // is a failed attempt, to retry later (not at once, forever).
+                let undone = |reply: Reply, why: &str| match alarm_info {
+                    Some(_) => Err(EventError::Guest(format!(
+                        "the alarm handler returned, but its writes were rolled back: {why}"
+                    ))),
+                    None => Ok(reply),
+                };
                 match state.sql.finish_event(true) {
                     Ok(EventEnd::Committed) => {
-                        if alarm_touched && next_alarm.is_none() {
-                            state.unindex_alarm(alarms);
+                        if alarm_touched {
+                            state.reindex_alarm_after_commit(alarms, next_alarm);
                         }
                         (Ok(reply), true)
                     }
@@ -293,9 +332,12 @@ impl LiveObject {
                         // The guest saw `database-full` and answered anyway: its response goes
                         // out, its writes do not. Its memory may assume they did, so discard it.
                         tracing::info!("event rolled back: the database reached its size limit");
-                        (Ok(reply), false)
+                        (undone(reply, "the database reached its size limit"), false)
                     }
-                    Ok(EventEnd::RolledBack) => (Ok(reply), false),
+                    Ok(EventEnd::RolledBack) => (
+                        undone(reply, "its transaction was rolled back under it"),
+                        false,
+                    ),
                     Err(e) => (Err(e.into()), false),
                 }
             }

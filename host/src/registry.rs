@@ -65,9 +65,12 @@ const MAX_GROUP_COMMIT: usize = 256;
 const MAX_BATCH: usize = 64;
 /// How often shutdown says what it is still waiting for.
 const SHUTDOWN_REPORT: Duration = Duration::from_secs(5);
-/// Longest wait between two attempts of an alarm (the host's own failures are retried
-/// without end, at most this far apart).
+/// Longest wait between two attempts of a failing alarm handler, and between two attempts to
+/// deliver an alarm that could not reach its object.
 pub(crate) const HOST_RETRY_CAP: Duration = Duration::from_secs(300);
+/// Wait before trying again an alarm attempt that failed on the host's side (storage, no
+/// room for the instance): such attempts do not count against the handler's retries.
+const HOST_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 type Reply_ = oneshot::Sender<Result<Reply, EventError>>;
 type Outcome = Result<Reply, EventError>;
@@ -917,30 +920,37 @@ impl Actor {
 
     /// After a failed alarm attempt (the event was rolled back, so the alarm is still set):
     /// schedule the next retry with exponential backoff, or give up after `max_retries` if the
-    /// handler itself failed (returned an error, trapped or hit a limit). A failure of the
-    /// host's own (its storage, say) never drops the alarm: it is retried, at most
-    /// [`HOST_RETRY_CAP`] apart, until it runs.
+    /// handler itself failed (returned an error, trapped, hit a limit, or its writes were
+    /// rolled back). A failure of the host's own ([`EventError::is_host_side`]: its storage,
+    /// no room for the instance) never drops the alarm nor counts as an attempt: it is tried
+    /// again [`HOST_RETRY_DELAY`] later, until the handler runs.
     fn alarm_failed(&mut self, retry: u32, err: &EventError) {
         let shared = self.shared.clone();
         let config = &shared.config.alarms;
-        let attempt = retry.saturating_add(1);
         let alarms = &shared.alarms;
-        let host_side = matches!(err, EventError::Storage(_));
-        let mut delay = config.backoff(attempt);
-        if attempt > config.max_retries && !host_side {
-            tracing::error!(object = %self.id, "alarm dropped after {attempt} failed attempts; last error: {err}");
-            match self.clear_alarm() {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(object = %self.id, "cannot clear the failed alarm (trying again in {HOST_RETRY_CAP:?}): {e}");
-                    delay = HOST_RETRY_CAP;
+        let (delay, retry) = if err.is_host_side() {
+            // Not the handler's failure: the same attempt again later, its count unchanged.
+            tracing::warn!(object = %self.id, "alarm could not run, trying again in {HOST_RETRY_DELAY:?}: {err}");
+            (HOST_RETRY_DELAY, retry)
+        } else {
+            let attempt = retry.saturating_add(1);
+            if attempt > config.max_retries {
+                tracing::error!(object = %self.id, "alarm dropped after {attempt} failed attempts; last error: {err}");
+                match self.clear_alarm() {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::error!(object = %self.id, "cannot clear the failed alarm (trying again in {HOST_RETRY_DELAY:?}): {e}");
+                        (HOST_RETRY_DELAY, retry)
+                    }
                 }
+            } else {
+                let delay = config.backoff(attempt).min(HOST_RETRY_CAP);
+                tracing::warn!(object = %self.id, "alarm attempt {attempt} failed, retrying in {delay:?}: {err}");
+                (delay, attempt)
             }
-        }
-        let delay = delay.min(HOST_RETRY_CAP);
-        tracing::warn!(object = %self.id, "alarm attempt {} failed, retrying in {delay:?}: {err}", retry + 1);
+        };
         let at = now_ms().saturating_add(delay.as_millis() as i64);
-        if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, attempt) {
+        if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, retry) {
             tracing::error!(object = %self.id, "cannot schedule the alarm retry: {e}");
         }
     }

@@ -104,6 +104,23 @@ impl AlarmIndex {
         Ok(())
     }
 
+    /// Moves object `id`'s entry to `new_at` if it is still exactly (`at`, `retry`), in one
+    /// statement, so that it never undoes a change the object made meanwhile. Returns whether
+    /// it moved.
+    pub fn postpone_if_unchanged(
+        &self,
+        id: &ObjectId,
+        at: i64,
+        retry: u32,
+        new_at: i64,
+    ) -> Result<bool, StorageError> {
+        let changed = self.conn().execute(
+            "UPDATE alarms SET at = ?4 WHERE id = ?1 AND at = ?2 AND retry = ?3",
+            rusqlite::params![id.to_hex(), at, retry, new_at],
+        )?;
+        Ok(changed > 0)
+    }
+
     pub fn remove(&self, id: &ObjectId) -> Result<(), StorageError> {
         self.conn()
             .execute("DELETE FROM alarms WHERE id = ?1", [id.to_hex()])?;

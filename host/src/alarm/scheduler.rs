@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::index::AlarmIndex;
 use crate::object::EventKind;
-use crate::registry::{HOST_RETRY_CAP, ObjectRegistry};
+use crate::registry::{DispatchError, HOST_RETRY_CAP, ObjectRegistry};
 
 /// Longest the scheduler sleeps without looking at the index.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -88,18 +88,37 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                             Ok(id) => {
                                 let event = EventKind::AlarmDue { retry: alarm.retry };
                                 let result = registry.dispatch(id, alarm.name.clone(), event).await;
-                                let mut stalled = stalled.lock().unwrap_or_else(|e| e.into_inner());
-                                match result {
-                                    Ok(_) => {
-                                        stalled.remove(&alarm.id);
+                                if let Err(e) = &result {
+                                    tracing::debug!(object = %alarm.id, "alarm attempt failed: {e}");
+                                }
+                                // The actor reschedules every attempt that reached it; one that
+                                // did not (the object overloaded or lost) is pushed back here,
+                                // or the scheduler would send it again at once, and again.
+                                let stalls = {
+                                    let mut stalled =
+                                        stalled.lock().unwrap_or_else(|e| e.into_inner());
+                                    match &result {
+                                        Err(
+                                            DispatchError::Overloaded(_) | DispatchError::Lost(_),
+                                        ) => {
+                                            let count =
+                                                stalled.entry(alarm.id.clone()).or_default();
+                                            *count = count.saturating_add(1);
+                                            Some(*count)
+                                        }
+                                        _ => {
+                                            stalled.remove(&alarm.id);
+                                            None
+                                        }
                                     }
-                                    Err(e) => {
-                                        tracing::debug!(object = %alarm.id, "alarm attempt failed: {e}");
-                                        let count = stalled.entry(alarm.id.clone()).or_default();
-                                        *count = count.saturating_add(1);
-                                        let base = registry.alarm_config().retry_base;
-                                        push_back_if_unchanged(&index, &id, &alarm, base, *count);
-                                    }
+                                };
+                                if let Some(stalls) = stalls {
+                                    let base = registry.alarm_config().retry_base;
+                                    let (index, alarm) = (index.clone(), alarm.clone());
+                                    let _ = tokio::task::spawn_blocking(move || {
+                                        push_back_if_unchanged(&index, &id, &alarm, base, stalls)
+                                    })
+                                    .await;
                                 }
                             }
                             Err(e) => {
@@ -128,10 +147,11 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
     }
 }
 
-/// After an attempt that failed without the object's actor rescheduling it (it never reached
-/// the handler: the object was overloaded, the host shutting down, ...): if the entry is still
-/// the one dispatched and still due, moves it `base` x 2^(stalls - 1) ahead (at most
-/// [`HOST_RETRY_CAP`]), so the scheduler does not dispatch it again at once, forever.
+/// After an attempt that never reached the object's actor (the object was overloaded or its
+/// actor lost): if the entry is still the one dispatched, moves it `base` x 2^(stalls - 1)
+/// ahead (at most [`HOST_RETRY_CAP`]), so the scheduler does not dispatch it again at once,
+/// forever. The move is conditional on the entry being unchanged, in one statement: an alarm
+/// the object set meanwhile is never postponed.
 fn push_back_if_unchanged(
     index: &AlarmIndex,
     id: &crate::id::ObjectId,
@@ -139,20 +159,16 @@ fn push_back_if_unchanged(
     base: Duration,
     stalls: u32,
 ) {
-    let now = now_ms();
-    match index.get(id) {
-        Ok(Some((at, retry))) if at == alarm.at && retry == alarm.retry && at <= now => {
-            let delay = base
-                .saturating_mul(1u32 << stalls.saturating_sub(1).min(20))
-                .min(HOST_RETRY_CAP);
-            tracing::warn!(object = %alarm.id, "alarm could not be delivered; trying again in {delay:?}");
-            let at = now.saturating_add(delay.as_millis() as i64);
-            if let Err(e) = index.upsert(id, None, at, retry) {
-                tracing::error!(object = %alarm.id, "cannot postpone the alarm: {e}");
-            }
+    let delay = base
+        .saturating_mul(1u32 << stalls.saturating_sub(1).min(20))
+        .min(HOST_RETRY_CAP);
+    let at = now_ms().saturating_add(delay.as_millis() as i64);
+    match index.postpone_if_unchanged(id, alarm.at, alarm.retry, at) {
+        Ok(true) => {
+            tracing::warn!(object = %alarm.id, "alarm could not be delivered; trying again in {delay:?}")
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(object = %alarm.id, "cannot read the alarm index: {e}"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(object = %alarm.id, "cannot postpone the alarm: {e}"),
     }
 }
 
@@ -181,6 +197,10 @@ mod tests {
         index.upsert(&id, None, past, 3).unwrap();
         push_back_if_unchanged(&index, &id, &due, base, 1);
         assert_eq!(index.get(&id).unwrap(), Some((past, 3)));
+        // Set by the object to a later time meanwhile: not touched either.
+        index.upsert(&id, None, past + 500, 2).unwrap();
+        push_back_if_unchanged(&index, &id, &due, base, 1);
+        assert_eq!(index.get(&id).unwrap(), Some((past + 500, 2)));
         // Capped.
         index.upsert(&id, None, past, 2).unwrap();
         push_back_if_unchanged(&index, &id, &due, base, 30);
