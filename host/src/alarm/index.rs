@@ -79,7 +79,8 @@ impl AlarmIndex {
     ) -> Result<(), StorageError> {
         self.conn().execute(
             "INSERT INTO alarms (id, name, at, retry) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name), at = ?3, retry = ?4",
+             ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name), at = ?3, retry = ?4
+             WHERE at IS NOT ?3 OR retry IS NOT ?4 OR (?2 IS NOT NULL AND name IS NOT ?2)",
             rusqlite::params![id.to_hex(), name, at, retry],
         )?;
         self.changed.notify_one();
@@ -97,7 +98,8 @@ impl AlarmIndex {
         self.conn().execute(
             "INSERT INTO alarms (id, name, at, retry) VALUES (?1, ?2, ?3, 0)
              ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name),
-                 retry = CASE WHEN ?3 < at THEN 0 ELSE retry END, at = min(at, ?3)",
+                 retry = CASE WHEN ?3 < at THEN 0 ELSE retry END, at = min(at, ?3)
+             WHERE ?3 < at OR (?2 IS NOT NULL AND name IS NOT ?2)",
             rusqlite::params![id.to_hex(), name, at],
         )?;
         self.changed.notify_one();
