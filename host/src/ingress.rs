@@ -345,6 +345,8 @@ impl App {
             }
             out.extend_from_slice(&data);
         }
+        // The body may wait in a queue: hold no more memory than its budget counts.
+        out.shrink_to_fit();
         Ok((out, permit))
     }
 

@@ -793,10 +793,10 @@ impl Actor {
                     .unwrap_or_else(|panic| {
                         Err(StorageError::Sync(format!("sync panicked: {panic}")))
                     });
-                if result.is_err()
+                if let Err(e) = &result
                     && let Some(store) = self.store()
                 {
-                    store.sync_failed(&job);
+                    store.sync_failed(&job, e);
                 }
                 result
             }
@@ -844,9 +844,17 @@ impl Actor {
 
     /// Runs one event on the current (blocking) thread.
     fn handle(&mut self, event: EventKind) -> Result<Reply, EventError> {
-        let alarm_retry = match event {
-            EventKind::AlarmDue { retry } => Some(retry),
-            EventKind::Request(_) => None,
+        // The retry count as the index has it now, not as the scheduler read it: an event
+        // queued ahead of this one may have set a new alarm (count 0) since.
+        let (event, alarm_retry) = match event {
+            EventKind::AlarmDue { retry } => {
+                let retry = match self.shared.alarms.get(&self.id) {
+                    Ok(Some((_, now))) => now,
+                    _ => retry,
+                };
+                (EventKind::AlarmDue { retry }, Some(retry))
+            }
+            request => (request, None),
         };
         let outcome = self.run_event(event);
         if let (Some(retry), Err(err)) = (alarm_retry, &outcome) {
@@ -929,7 +937,19 @@ impl Actor {
         let config = &shared.config.alarms;
         let alarms = &shared.alarms;
         let (delay, retry) = if err.is_host_side() {
-            // Not the handler's failure: the same attempt again later, its count unchanged.
+            // Not the handler's failure: the same attempt again later, its count unchanged;
+            // but never later than the alarm the database holds, if the entry was early.
+            let next = self.store().and_then(|db| db.alarm().ok().flatten());
+            let now = now_ms();
+            if let Some(at) = next
+                && at > now
+                && at < now.saturating_add(HOST_RETRY_DELAY.as_millis() as i64)
+            {
+                if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, 0) {
+                    tracing::error!(object = %self.id, "cannot reschedule the alarm: {e}");
+                }
+                return;
+            }
             tracing::warn!(object = %self.id, "alarm could not run, trying again in {HOST_RETRY_DELAY:?}: {err}");
             (HOST_RETRY_DELAY, retry)
         } else {

@@ -8,7 +8,8 @@
 //! of the commit that cleared or postponed the alarm). So a crash or a rolled-back event can
 //! leave an entry that is early or stale, never one that is late or missing; the object
 //! resolves it when it wakes (it re-reads `_do_alarm` and fires, reschedules or drops the
-//! entry).
+//! entry). "Durable" follows `--sync`: with `off` nothing is synced, and an OS crash can
+//! leave the index and the databases disagreeing either way.
 
 use std::path::Path;
 use std::sync::Mutex;

@@ -91,34 +91,35 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                                 if let Err(e) = &result {
                                     tracing::debug!(object = %alarm.id, "alarm attempt failed: {e}");
                                 }
-                                // The actor reschedules every attempt that reached it; one that
-                                // did not (the object overloaded or lost) is pushed back here,
-                                // or the scheduler would send it again at once, and again.
-                                let stalls = {
-                                    let mut stalled =
-                                        stalled.lock().unwrap_or_else(|e| e.into_inner());
-                                    match &result {
-                                        Err(
-                                            DispatchError::Overloaded(_) | DispatchError::Lost(_),
-                                        ) => {
-                                            let count =
-                                                stalled.entry(alarm.id.clone()).or_default();
-                                            *count = count.saturating_add(1);
-                                            Some(*count)
-                                        }
-                                        _ => {
-                                            stalled.remove(&alarm.id);
-                                            None
-                                        }
-                                    }
-                                };
-                                if let Some(stalls) = stalls {
+                                // The actor reschedules every failed attempt that reached it.
+                                // One that did not (the object overloaded or lost), or whose
+                                // rescheduling failed (the index cannot be written), would be
+                                // sent again at once, and again: it is pushed back here if the
+                                // entry is still the one dispatched.
+                                let failed = matches!(
+                                    &result,
+                                    Err(e) if !matches!(e, DispatchError::ShuttingDown)
+                                );
+                                let stalls = stalled
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .remove(&alarm.id)
+                                    .unwrap_or(0)
+                                    .saturating_add(1);
+                                if failed {
                                     let base = registry.alarm_config().retry_base;
-                                    let (index, alarm) = (index.clone(), alarm.clone());
-                                    let _ = tokio::task::spawn_blocking(move || {
-                                        push_back_if_unchanged(&index, &id, &alarm, base, stalls)
+                                    let (index, entry) = (index.clone(), alarm.clone());
+                                    let moved = tokio::task::spawn_blocking(move || {
+                                        push_back_if_unchanged(&index, &id, &entry, base, stalls)
                                     })
-                                    .await;
+                                    .await
+                                    .unwrap_or(false);
+                                    if moved {
+                                        stalled
+                                            .lock()
+                                            .unwrap_or_else(|e| e.into_inner())
+                                            .insert(alarm.id.clone(), stalls);
+                                    }
                                 }
                             }
                             Err(e) => {
@@ -147,28 +148,33 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
     }
 }
 
-/// After an attempt that never reached the object's actor (the object was overloaded or its
-/// actor lost): if the entry is still the one dispatched, moves it `base` x 2^(stalls - 1)
-/// ahead (at most [`HOST_RETRY_CAP`]), so the scheduler does not dispatch it again at once,
-/// forever. The move is conditional on the entry being unchanged, in one statement: an alarm
-/// the object set meanwhile is never postponed.
+/// After a failed attempt that the object's actor did not reschedule (it never reached the
+/// actor, or the index could not be written): if the entry is still the one dispatched, moves
+/// it `base` x 2^(stalls - 1) ahead (at most [`HOST_RETRY_CAP`]), so the scheduler does not
+/// dispatch it again at once, forever. The move is conditional on the entry being unchanged,
+/// in one statement: an alarm the object set meanwhile is never postponed. Returns whether it
+/// moved the entry.
 fn push_back_if_unchanged(
     index: &AlarmIndex,
     id: &crate::id::ObjectId,
     alarm: &super::index::DueAlarm,
     base: Duration,
     stalls: u32,
-) {
+) -> bool {
     let delay = base
         .saturating_mul(1u32 << stalls.saturating_sub(1).min(20))
         .min(HOST_RETRY_CAP);
     let at = now_ms().saturating_add(delay.as_millis() as i64);
     match index.postpone_if_unchanged(id, alarm.at, alarm.retry, at) {
         Ok(true) => {
-            tracing::warn!(object = %alarm.id, "alarm could not be delivered; trying again in {delay:?}")
+            tracing::warn!(object = %alarm.id, "alarm could not be delivered; trying again in {delay:?}");
+            true
         }
-        Ok(false) => {}
-        Err(e) => tracing::error!(object = %alarm.id, "cannot postpone the alarm: {e}"),
+        Ok(false) => false,
+        Err(e) => {
+            tracing::error!(object = %alarm.id, "cannot postpone the alarm: {e}");
+            false
+        }
     }
 }
 

@@ -228,10 +228,19 @@ pub struct SyncJob {
     path: PathBuf,
     /// Directories with entries not yet synced; not empty only for a new database file.
     new_dirs: Vec<PathBuf>,
+    /// An earlier sync of this database failed: this one fails too (see
+    /// [`SqlStore::sync_error`]).
+    failed: Option<String>,
 }
 
 impl SyncJob {
     pub fn run(&self) -> Result<(), StorageError> {
+        if let Some(earlier) = &self.failed {
+            return Err(StorageError::Sync(format!(
+                "{}: an earlier sync failed, so commits since may not be durable: {earlier}",
+                self.path.display()
+            )));
+        }
         let wal = create::sidecar(&self.path, "-wal");
         // fsync through any descriptor flushes the file; SQLite keeps its own open.
         let result = if self.new_dirs.is_empty() {
@@ -287,6 +296,11 @@ pub struct SqlStore {
     moved: bool,
     /// Metadata to write with the next commit (see [`SqlStore::defer_metas`]).
     deferred: Vec<(&'static str, String)>,
+    /// Set when a sync failed. After a failed fsync Linux may report the next one as a
+    /// success although the pages it failed to write are gone, so every later sync of this
+    /// store fails too: the events waiting for it are failed, and the object starts over
+    /// from what is on disk.
+    sync_error: Option<String>,
 }
 
 impl SqlStore {
@@ -499,6 +513,7 @@ impl SqlStore {
             unsynced,
             new_dirs,
             fresh_wal,
+            sync_error: None,
             moved: false,
             deferred: Vec::new(),
         })
@@ -580,7 +595,8 @@ impl SqlStore {
     /// Whether commits await [`SqlStore::sync`] before their responses may be released
     /// (only in [`SyncMode::Full`]).
     pub fn needs_sync(&self) -> bool {
-        self.config.sync == SyncMode::Full && self.unsynced.load(Ordering::Acquire)
+        self.config.sync == SyncMode::Full
+            && (self.unsynced.load(Ordering::Acquire) || self.sync_error.is_some())
     }
 
     /// Takes the pending sync, if commits await one: the returned [`SyncJob`] makes every
@@ -590,12 +606,23 @@ impl SqlStore {
         if let Err(e) = self.settle_sync_mode() {
             tracing::error!(path = %self.path.display(), "{e}");
         }
-        if self.config.sync != SyncMode::Full || !self.unsynced.swap(false, Ordering::AcqRel) {
+        if self.config.sync != SyncMode::Full {
+            return None;
+        }
+        if let Some(error) = &self.sync_error {
+            return Some(SyncJob {
+                path: self.path.clone(),
+                new_dirs: Vec::new(),
+                failed: Some(error.clone()),
+            });
+        }
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
             return None;
         }
         Some(SyncJob {
             path: self.path.clone(),
             new_dirs: std::mem::take(&mut self.new_dirs),
+            failed: None,
         })
     }
 
@@ -615,7 +642,8 @@ impl SqlStore {
     }
 
     /// A sync taken with [`SqlStore::take_sync`] failed: its commits still await one.
-    pub fn sync_failed(&mut self, job: &SyncJob) {
+    pub fn sync_failed(&mut self, job: &SyncJob, error: &StorageError) {
+        self.sync_error.get_or_insert_with(|| error.to_string());
         self.unsynced.store(true, Ordering::Release);
         if self.new_dirs.is_empty() {
             self.new_dirs = job.new_dirs.clone();
@@ -632,9 +660,12 @@ impl SqlStore {
                 let job = SyncJob {
                     path: self.path.clone(),
                     new_dirs: std::mem::take(&mut self.new_dirs),
+                    failed: self.sync_error.clone(),
                 };
-                job.run()
-                    .inspect_err(|_| self.new_dirs = job.new_dirs.clone())
+                job.run().inspect_err(|e| {
+                    self.new_dirs = job.new_dirs.clone();
+                    self.sync_error.get_or_insert_with(|| e.to_string());
+                })
             }
             SyncMode::Off => Ok(()),
         }
@@ -643,7 +674,7 @@ impl SqlStore {
     /// Syncs now, on this thread.
     pub fn sync(&mut self) -> Result<(), StorageError> {
         match self.take_sync() {
-            Some(job) => job.run().inspect_err(|_| self.sync_failed(&job)),
+            Some(job) => job.run().inspect_err(|e| self.sync_failed(&job, e)),
             None => Ok(()),
         }
     }

@@ -469,7 +469,9 @@ fn new_databases_come_from_the_template_and_their_first_sync_covers_new_entries(
     s.finish_event(true).unwrap();
     let job = s.take_sync().unwrap();
     assert!(job.new_dirs.is_empty(), "later syncs are the WAL's alone");
-    // A failed sync keeps the new entries pending for the next one.
+    // A failed sync fails every later one of the store (after a failed fsync the next may
+    // report success with the pages lost): the events waiting on it fail, and the object
+    // starts over from the disk.
     drop(s);
     let other = dir.path().join("objects/ab/other.sqlite3");
     let mut s = SqlStore::open(&other, &StorageConfig::default()).unwrap();
@@ -477,8 +479,12 @@ fn new_databases_come_from_the_template_and_their_first_sync_covers_new_entries(
     exec(&mut s, "CREATE TABLE t (a)", &[]).unwrap();
     s.finish_event(true).unwrap();
     let job = s.take_sync().unwrap();
-    s.sync_failed(&job);
-    assert_eq!(s.take_sync().unwrap().new_dirs, job.new_dirs);
+    s.sync_failed(&job, &StorageError::Sync("EIO".into()));
+    assert!(s.needs_sync());
+    let err = s.take_sync().unwrap().run().unwrap_err();
+    assert!(err.to_string().contains("an earlier sync failed"), "{err}");
+    assert!(s.sync().is_err());
+    assert!(s.make_durable().is_err());
 }
 
 #[test]
