@@ -91,20 +91,21 @@ impl ObjectState {
         Ok(next)
     }
 
-    /// After committing an event that touched the alarm: makes that commit durable, then sets
-    /// the index entry to exactly the alarm it left (`next`), or drops it. Before the commit
-    /// is durable the entry may only move earlier: moved later or dropped first, a crash
-    /// could bring the earlier alarm back in the database with no entry to fire it in time.
-    /// If the sync fails, the entry stays as it is (early or stale, never late), and is
-    /// resolved when it comes due.
-    fn reindex_alarm_after_commit(&mut self, alarms: &AlarmIndex, next: Option<i64>) {
-        let id = self.identity.id;
-        let result = self.sql.make_durable().and_then(|()| match next {
-            Some(at) => alarms.upsert(&id, self.identity.name.as_deref(), at, 0),
-            None => alarms.remove(&id),
-        });
-        if let Err(e) = result {
-            tracing::warn!(object = %id, "cannot update the alarm index entry: {e}");
+    /// Once the database says the object's alarm is `next` (after a commit that touched it,
+    /// or on waking to find it not due): makes what the database says durable, then sets the
+    /// index entry to exactly that alarm, or drops it. Before that the entry may only move
+    /// earlier: moved later or dropped first, a crash could bring an earlier alarm back in the
+    /// database with no entry to fire it in time. If this fails, the entry stays as it is
+    /// (early or stale, never late), and is resolved when it comes due.
+    fn reindex_alarm(
+        &mut self,
+        alarms: &AlarmIndex,
+        next: Option<i64>,
+    ) -> Result<(), StorageError> {
+        self.sql.make_durable()?;
+        match next {
+            Some(at) => alarms.upsert(&self.identity.id, self.identity.name.as_deref(), at, 0),
+            None => alarms.remove(&self.identity.id),
         }
     }
 }
@@ -322,8 +323,8 @@ impl LiveObject {
                 };
                 match state.sql.finish_event(true) {
                     Ok(EventEnd::Committed) => {
-                        if alarm_touched {
-                            state.reindex_alarm_after_commit(alarms, next_alarm);
+                        if alarm_touched && let Err(e) = state.reindex_alarm(alarms, next_alarm) {
+                            tracing::warn!(object = %state.identity.id, "cannot update the alarm index entry: {e}");
                         }
                         (Ok(reply), true)
                     }
@@ -366,7 +367,6 @@ impl LiveObject {
     ) -> Result<Option<AlarmInfo>, EventError> {
         let state = self.store.data_mut();
         let now = now_ms();
-        let id = state.identity.id;
         match state.sql.alarm()? {
             Some(at) if at <= now => {
                 state.sql.set_alarm(None)?;
@@ -375,18 +375,11 @@ impl LiveObject {
                     retry_count: retry,
                 }))
             }
-            // The entry moves later, or goes, only once what the database says is durable
-            // (an earlier event of a batch may have committed it without its sync yet).
-            Some(at) => {
+            // Not due (moved or deleted since it was indexed; an earlier event of a batch may
+            // have committed that without its sync yet): the entry follows, once durable.
+            next => {
                 state.sql.finish_event(false)?;
-                state.sql.make_durable()?;
-                alarms.upsert(&id, state.identity.name.as_deref(), at, 0)?;
-                Ok(None)
-            }
-            None => {
-                state.sql.finish_event(false)?;
-                state.sql.make_durable()?;
-                alarms.remove(&id)?;
+                state.reindex_alarm(alarms, next)?;
                 Ok(None)
             }
         }

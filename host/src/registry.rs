@@ -65,9 +65,6 @@ const MAX_GROUP_COMMIT: usize = 256;
 const MAX_BATCH: usize = 64;
 /// How often shutdown says what it is still waiting for.
 const SHUTDOWN_REPORT: Duration = Duration::from_secs(5);
-/// Longest wait between two attempts of a failing alarm handler, and between two attempts to
-/// deliver an alarm that could not reach its object.
-pub(crate) const HOST_RETRY_CAP: Duration = Duration::from_secs(300);
 /// Wait before trying again an alarm attempt that failed on the host's side (storage, no
 /// room for the instance): such attempts do not count against the handler's retries.
 const HOST_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -936,22 +933,18 @@ impl Actor {
         let shared = self.shared.clone();
         let config = &shared.config.alarms;
         let alarms = &shared.alarms;
-        let (delay, retry) = if err.is_host_side() {
+        let now = now_ms();
+        let after = |delay: Duration| now.saturating_add(delay.as_millis() as i64);
+        let (at, retry) = if err.is_host_side() {
             // Not the handler's failure: the same attempt again later, its count unchanged;
             // but never later than the alarm the database holds, if the entry was early.
-            let next = self.store().and_then(|db| db.alarm().ok().flatten());
-            let now = now_ms();
-            if let Some(at) = next
-                && at > now
-                && at < now.saturating_add(HOST_RETRY_DELAY.as_millis() as i64)
-            {
-                if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, 0) {
-                    tracing::error!(object = %self.id, "cannot reschedule the alarm: {e}");
+            match self.store().and_then(|db| db.alarm().ok().flatten()) {
+                Some(at) if at > now && at < after(HOST_RETRY_DELAY) => (at, 0),
+                _ => {
+                    tracing::warn!(object = %self.id, "alarm could not run, trying again in {HOST_RETRY_DELAY:?}: {err}");
+                    (after(HOST_RETRY_DELAY), retry)
                 }
-                return;
             }
-            tracing::warn!(object = %self.id, "alarm could not run, trying again in {HOST_RETRY_DELAY:?}: {err}");
-            (HOST_RETRY_DELAY, retry)
         } else {
             let attempt = retry.saturating_add(1);
             if attempt > config.max_retries {
@@ -960,16 +953,15 @@ impl Actor {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::error!(object = %self.id, "cannot clear the failed alarm (trying again in {HOST_RETRY_DELAY:?}): {e}");
-                        (HOST_RETRY_DELAY, retry)
+                        (after(HOST_RETRY_DELAY), retry)
                     }
                 }
             } else {
-                let delay = config.backoff(attempt).min(HOST_RETRY_CAP);
+                let delay = config.backoff(attempt);
                 tracing::warn!(object = %self.id, "alarm attempt {attempt} failed, retrying in {delay:?}: {err}");
-                (delay, attempt)
+                (after(delay), attempt)
             }
         };
-        let at = now_ms().saturating_add(delay.as_millis() as i64);
         if let Err(e) = alarms.upsert(&self.id, self.name.as_deref(), at, retry) {
             tracing::error!(object = %self.id, "cannot schedule the alarm retry: {e}");
         }

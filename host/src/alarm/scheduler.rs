@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::index::AlarmIndex;
 use crate::object::EventKind;
-use crate::registry::{DispatchError, HOST_RETRY_CAP, ObjectRegistry};
+use crate::registry::{DispatchError, ObjectRegistry};
 
 /// Longest the scheduler sleeps without looking at the index.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -40,11 +40,17 @@ impl Default for AlarmConfig {
     }
 }
 
+/// Longest wait between two attempts of a failing alarm handler, and between two attempts to
+/// deliver an alarm that could not reach its object.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
 impl AlarmConfig {
-    /// Delay before retry number `retry` (1-based): base, 2 x base, 4 x base, ...
+    /// Delay before retry number `retry` (1-based): base, 2 x base, 4 x base, ..., at most
+    /// [`MAX_RETRY_DELAY`].
     pub fn backoff(&self, retry: u32) -> Duration {
         self.retry_base
             .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+            .min(MAX_RETRY_DELAY)
     }
 }
 
@@ -107,10 +113,10 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                                     .unwrap_or(0)
                                     .saturating_add(1);
                                 if failed {
-                                    let base = registry.alarm_config().retry_base;
+                                    let config = registry.alarm_config().clone();
                                     let (index, entry) = (index.clone(), alarm.clone());
                                     let moved = tokio::task::spawn_blocking(move || {
-                                        push_back_if_unchanged(&index, &id, &entry, base, stalls)
+                                        push_back_if_unchanged(&index, &id, &entry, &config, stalls)
                                     })
                                     .await
                                     .unwrap_or(false);
@@ -150,7 +156,7 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
 
 /// After a failed attempt that the object's actor did not reschedule (it never reached the
 /// actor, or the index could not be written): if the entry is still the one dispatched, moves
-/// it `base` x 2^(stalls - 1) ahead (at most [`HOST_RETRY_CAP`]), so the scheduler does not
+/// it [`AlarmConfig::backoff`]`(stalls)` ahead, so the scheduler does not
 /// dispatch it again at once, forever. The move is conditional on the entry being unchanged,
 /// in one statement: an alarm the object set meanwhile is never postponed. Returns whether it
 /// moved the entry.
@@ -158,12 +164,10 @@ fn push_back_if_unchanged(
     index: &AlarmIndex,
     id: &crate::id::ObjectId,
     alarm: &super::index::DueAlarm,
-    base: Duration,
+    config: &AlarmConfig,
     stalls: u32,
 ) -> bool {
-    let delay = base
-        .saturating_mul(1u32 << stalls.saturating_sub(1).min(20))
-        .min(HOST_RETRY_CAP);
+    let delay = config.backoff(stalls);
     let at = now_ms().saturating_add(delay.as_millis() as i64);
     match index.postpone_if_unchanged(id, alarm.at, alarm.retry, at) {
         Ok(true) => {
@@ -194,24 +198,24 @@ mod tests {
         let past = now_ms() - 1_000;
         index.upsert(&id, None, past, 2).unwrap();
         let due = index.due(now_ms(), 10).unwrap().remove(0);
-        let base = Duration::from_secs(2);
-        push_back_if_unchanged(&index, &id, &due, base, 3);
+        let config = AlarmConfig::default();
+        push_back_if_unchanged(&index, &id, &due, &config, 3);
         let (at, retry) = index.get(&id).unwrap().unwrap();
         assert!(at >= now_ms() + 7_000 && at <= now_ms() + 8_000, "{at}");
         assert_eq!(retry, 2, "the handler's retry budget is not spent");
         // Rescheduled by the actor in between: not touched.
         index.upsert(&id, None, past, 3).unwrap();
-        push_back_if_unchanged(&index, &id, &due, base, 1);
+        push_back_if_unchanged(&index, &id, &due, &config, 1);
         assert_eq!(index.get(&id).unwrap(), Some((past, 3)));
         // Set by the object to a later time meanwhile: not touched either.
         index.upsert(&id, None, past + 500, 2).unwrap();
-        push_back_if_unchanged(&index, &id, &due, base, 1);
+        push_back_if_unchanged(&index, &id, &due, &config, 1);
         assert_eq!(index.get(&id).unwrap(), Some((past + 500, 2)));
         // Capped.
         index.upsert(&id, None, past, 2).unwrap();
-        push_back_if_unchanged(&index, &id, &due, base, 30);
+        push_back_if_unchanged(&index, &id, &due, &config, 30);
         let (at, _) = index.get(&id).unwrap().unwrap();
-        assert!(at <= now_ms() + HOST_RETRY_CAP.as_millis() as i64, "{at}");
+        assert!(at <= now_ms() + MAX_RETRY_DELAY.as_millis() as i64, "{at}");
     }
 
     #[test]
@@ -220,5 +224,6 @@ mod tests {
         assert_eq!(c.backoff(1), Duration::from_secs(2));
         assert_eq!(c.backoff(2), Duration::from_secs(4));
         assert_eq!(c.backoff(6), Duration::from_secs(64));
+        assert_eq!(c.backoff(30), MAX_RETRY_DELAY);
     }
 }

@@ -662,10 +662,7 @@ impl SqlStore {
                     new_dirs: std::mem::take(&mut self.new_dirs),
                     failed: self.sync_error.clone(),
                 };
-                job.run().inspect_err(|e| {
-                    self.new_dirs = job.new_dirs.clone();
-                    self.sync_error.get_or_insert_with(|| e.to_string());
-                })
+                job.run().inspect_err(|e| self.sync_failed(&job, e))
             }
             SyncMode::Off => Ok(()),
         }
