@@ -397,7 +397,19 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Every file under `dir`, relative, sorted.
+/// Whether the server has answered (or closed) `stream`, without waiting.
+pub fn answered(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let answered = match stream.peek(&mut byte) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    };
+    stream.set_nonblocking(false).unwrap();
+    answered
+}
+
 /// `path` with `suffix` appended to its file name (`x.sqlite3` -> `x.sqlite3-wal`).
 pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -413,6 +425,7 @@ pub fn files_except_spares(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Every file under `dir`, relative, sorted.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
