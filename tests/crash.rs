@@ -117,6 +117,21 @@ fn acknowledged_writes_survive_sigkill() {
             })
             .collect();
         next_id += 10_000_000;
+        // Once the load is under way (a loaded machine may take a while to get there: each
+        // round must add writes, or the test would mean little), at a random moment.
+        let counts = || {
+            let writes: usize = acked.lock().unwrap().iter().map(HashSet::len).sum();
+            (writes, acked_new.lock().unwrap().len())
+        };
+        let (writes, new) = counts();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let (w, n) = counts();
+            if w > writes && n > new {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(20 + rng.next() % 130));
         host.kill();
         stop.store(true, Ordering::Relaxed);

@@ -193,6 +193,8 @@ fn a_slow_server_hits_the_timeout() {
         data.path(),
         &["--fetch-allow-private", "--fetch-timeout", "500ms"],
     );
+    // The object live first, so the clock counts the fetch alone.
+    fetch(&host, json!({ "url": format!("http://{up}/echo") }));
     let started = std::time::Instant::now();
     let slow = fetch(&host, json!({ "url": format!("http://{up}/slow") }));
     assert_eq!(slow["err"]["kind"], "timeout", "{slow}");

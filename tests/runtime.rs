@@ -362,22 +362,41 @@ fn malformed_components_fail_at_start_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/object.wasm"));
 }
 
+/// Waits (up to 30 s) until the host at `admin` has activated `count` objects: an event for a
+/// new object is then running (its activation comes after the request was read).
+fn wait_for_activations(admin: std::net::SocketAddr, count: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while support::metric(admin, "dohost_activations_total") < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no activation in 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let data = tempfile::tempdir().unwrap();
-    let host = Host::start(&guest("conformance"), data.path(), &[]);
-    host.client()
-        .run("g", vec![exec("CREATE TABLE t (v)")])
-        .results();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = host.admin_addr();
     let addr = host.addr;
     // An event that is still running when SIGTERM arrives.
     let in_flight = std::thread::spawn(move || {
         Client::connect(addr).post_json(
             "/g/run",
-            &json!({ "steps": [exec("INSERT INTO t VALUES (1)"), { "op": "spin", "ms": 800 }] }),
+            &json!({ "steps": [
+                exec("CREATE TABLE t (v)"),
+                exec("INSERT INTO t VALUES (1)"),
+                { "op": "spin", "ms": 2000 },
+            ] }),
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_for_activations(admin, 1.0);
     let code = host.stop();
     let response = in_flight.join().unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
@@ -392,7 +411,12 @@ fn sigterm_finishes_in_flight_events_and_exits_zero() {
 #[test]
 fn a_second_sigterm_exits_at_once() {
     let data = tempfile::tempdir().unwrap();
-    let mut host = Host::start(&guest("conformance"), data.path(), &["--cpu-limit", "60s"]);
+    let mut host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--cpu-limit", "60s", "--admin", "127.0.0.1:0"],
+    );
+    let admin = host.admin_addr();
     host.client()
         .run(
             "g",
@@ -402,12 +426,11 @@ fn a_second_sigterm_exits_at_once() {
     let addr = host.addr;
     let _stuck = std::thread::spawn(move || {
         Client::connect(addr).post_json(
-            "/g/run",
+            "/stuck/run",
             &json!({ "steps": [{ "op": "spin", "ms": 30000 }] }),
         )
     });
-    // Give the request time to reach the object, even on a slow machine.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_for_activations(admin, 2.0);
     host.send_sigterm();
     let started = std::time::Instant::now();
     assert_eq!(
@@ -415,11 +438,8 @@ fn a_second_sigterm_exits_at_once() {
         None,
         "did not wait"
     );
-    assert!(
-        host.log().contains("signal again to exit now"),
-        "{}",
-        host.log()
-    );
+    let log = host.wait_for_log(|log| log.contains("signal again to exit now"));
+    assert!(log.contains("signal again to exit now"), "{log}");
     host.send_sigterm();
     assert_eq!(
         host.exit_code_within(std::time::Duration::from_secs(5)),

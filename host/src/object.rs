@@ -24,7 +24,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::alarm::{AlarmIndex, now_ms};
 use crate::bindings::http_types::{Request, Response};
 use crate::bindings::{AlarmInfo, Object, identity};
-use crate::engine::Class;
+use crate::engine::{Class, EPOCH_TICK};
 use crate::fetch::{FetchPolicy, OutboundHttp};
 use crate::id::ObjectId;
 use crate::limits::{LimitHit, Limits, MemoryLimiter, thread_cpu_time};
@@ -264,8 +264,12 @@ impl LiveObject {
         state.metrics = EventMetrics::default();
         state.alarm_changed = false;
         state.cpu_start = thread_cpu_time();
-        let deadline = Instant::now() + state.cpu_limit;
-        if let Err(e) = state.sql.begin_event(Some(deadline)) {
+        // Statements stop a tick before the guest's own limit, so the guest sees the
+        // interruption (`sql-error::other`) and may still answer; if it keeps going, it is
+        // stopped at its limit.
+        let grace = EPOCH_TICK.min(state.cpu_limit / 2);
+        let sql_deadline = state.cpu_start + state.cpu_limit - grace;
+        if let Err(e) = state.sql.begin_event(Some(sql_deadline)) {
             return (Err(e.into()), false);
         }
         let alarm_info = match event {

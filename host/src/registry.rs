@@ -597,6 +597,16 @@ struct Actor {
     live: Option<LiveObject>,
 }
 
+impl Drop for Actor {
+    /// The instance goes first, and frees its slot for an activation that may be waiting
+    /// for one, before the database closes (a checkpoint and a sync, which can take a while).
+    fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            self.database = Some(live.into_database());
+        }
+    }
+}
+
 impl Actor {
     /// The actor's loop: one event at a time, in arrival order.
     ///

@@ -113,6 +113,17 @@ impl Host {
         }
     }
 
+    /// The address of the metrics endpoint of a host started with `--admin 127.0.0.1:0`, from
+    /// its log (a port picked ahead could be taken by another test before the host binds it).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let log = self.wait_for_log(|log| log.contains("metrics on http://"));
+        log.split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+    }
+
     /// Resident memory of the dohost process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -395,6 +406,18 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of the first metric line starting with `line_start` at a host's metrics
+/// address ([`Host::admin_addr`]).
+pub fn metric(admin: SocketAddr, line_start: &str) -> f64 {
+    let mut client = Client::connect(admin);
+    let text = client.get("/metrics").text();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_start} in\n{text}"))
 }
 
 /// Whether the server has answered (or closed) `stream`, without waiting.

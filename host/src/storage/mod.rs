@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStatus};
@@ -32,6 +32,7 @@ pub use self::spares::{Databases, database_path};
 /// `_do_meta` key holding the object's name, for objects addressed by name.
 pub const NAME_KEY: &str = "name";
 use crate::bindings::sql::{SqlError, Value};
+use crate::limits::thread_cpu_time;
 
 /// Writes one `_do_meta` pair.
 const META_UPSERT: &str =
@@ -270,10 +271,11 @@ impl SyncJob {
 pub struct SqlStore {
     conn: Connection,
     guest: GuestMode,
-    /// CPU deadline for the current event, as nanoseconds since `epoch`; `u64::MAX` = none.
-    /// Read by SQLite's progress handler, so runaway queries stop with the event's time limit.
+    /// CPU deadline for the current event: the thread CPU time ([`thread_cpu_time`]) in
+    /// nanoseconds at which statements stop; `u64::MAX` = none. Read by SQLite's progress
+    /// handler, so runaway queries stop with the event's CPU time limit (CPU time, like the
+    /// guest's own: a statement that waits for the CPU on a loaded machine is not charged).
     deadline: Arc<AtomicU64>,
-    epoch: Instant,
     config: StorageConfig,
     in_event: bool,
     /// Set when the event must not commit: a statement hit the size limit (`full`), or the
@@ -487,14 +489,15 @@ impl SqlStore {
             }
         }
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
-        let epoch = Instant::now();
         {
             let deadline = deadline.clone();
+            // Every 10,000 VM steps (some 50-100 us of work): a clock read there costs well
+            // under 1 % of it.
             conn.progress_handler(
                 10_000,
                 Some(move || {
                     let limit = deadline.load(Ordering::Relaxed);
-                    limit != u64::MAX && epoch.elapsed().as_nanos() as u64 > limit
+                    limit != u64::MAX && thread_cpu_time().as_nanos() as u64 > limit
                 }),
             )
             .map_err(open_err)?;
@@ -503,7 +506,6 @@ impl SqlStore {
             conn,
             guest,
             deadline,
-            epoch,
             config: config.clone(),
             in_event: false,
             doomed: false,
@@ -535,15 +537,13 @@ impl SqlStore {
         self.in_event
     }
 
-    /// Starts the event transaction. `deadline` stops long-running statements.
-    pub fn begin_event(&mut self, deadline: Option<Instant>) -> Result<(), StorageError> {
+    /// Starts the event transaction. Statements stop once the thread has used `cpu_deadline`
+    /// of CPU time ([`thread_cpu_time`]): the event runs on this thread.
+    pub fn begin_event(&mut self, cpu_deadline: Option<Duration>) -> Result<(), StorageError> {
         debug_assert!(!self.in_event, "events on one object never overlap");
         self.settle_sync_mode()?;
-        let nanos = deadline.map_or(u64::MAX, |d| {
-            d.saturating_duration_since(self.epoch)
-                .as_nanos()
-                .min(u64::MAX as u128 - 1) as u64
-        });
+        let nanos =
+            cpu_deadline.map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128 - 1) as u64);
         self.deadline.store(nanos, Ordering::Relaxed);
         self.conn.execute_batch("BEGIN")?;
         if let Err(e) = self.set_metas(&[]) {
