@@ -362,14 +362,14 @@ fn malformed_components_fail_at_start_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/object.wasm"));
 }
 
-/// Waits (up to 30 s) until the host at `admin` has activated `count` objects: an event for a
-/// new object is then running (its activation comes after the request was read).
-fn wait_for_activations(admin: std::net::SocketAddr, count: f64) {
+/// Waits (up to 30 s) until the host at `admin` has `count` live objects: the last one's
+/// event has then been dispatched (its request read), and is running or about to.
+fn wait_for_live_objects(admin: std::net::SocketAddr, count: f64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while support::metric(admin, "dohost_activations_total") < count {
+    while support::metric(admin, "dohost_live_objects") < count {
         assert!(
             std::time::Instant::now() < deadline,
-            "no activation in 30 s"
+            "not dispatched in 30 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -396,7 +396,7 @@ fn sigterm_finishes_in_flight_events_and_exits_zero() {
             ] }),
         )
     });
-    wait_for_activations(admin, 1.0);
+    wait_for_live_objects(admin, 1.0);
     let code = host.stop();
     let response = in_flight.join().unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
@@ -430,7 +430,7 @@ fn a_second_sigterm_exits_at_once() {
             &json!({ "steps": [{ "op": "spin", "ms": 30000 }] }),
         )
     });
-    wait_for_activations(admin, 2.0);
+    wait_for_live_objects(admin, 2.0);
     host.send_sigterm();
     let started = std::time::Instant::now();
     assert_eq!(
