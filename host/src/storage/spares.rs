@@ -17,8 +17,8 @@
 //! Durability without syncing the rename on the request path: the object's ID is part of the
 //! first commit to a claimed spare's database (`_do_meta` key `id`, written with the object's
 //! first event), so every acknowledged write of the object lies behind it in the same WAL. The
-//! background thread syncs the renamed directories shortly after (so as not to compete with the
-//! new object's own first sync; claims meanwhile share the sync of `spare/`): always the shard directories that received spares before
+//! background thread syncs the renamed directories as soon as it is free (several claims
+//! sharing the sync of `spare/`): always the shard directories that received spares before
 //! `spare/`, with claims held off meanwhile, so that the thread itself never makes a claimed
 //! directory's removal from `spare/` durable before its new entry. If power is lost before
 //! that, the directory may be found back in `spare/` at the next start, and
@@ -41,13 +41,6 @@ use crate::id::ObjectId;
 const DB_FILE: &str = "db.sqlite3";
 /// `_do_meta` key holding the object's ID in a database made from a spare.
 pub(super) const ID_KEY: &str = "id";
-/// How long the thread lets claims gather before it syncs the directories they changed. The
-/// claiming object's first commit is durable without that sync (see the module docs), and a
-/// directory sync started at once would reach the disk while the new object's first event
-/// runs, just before its own WAL sync, and delay it: measured on this project's 2-vCPU VM with
-/// one new object every 10 ms, 100-150 us less server time at p50 with the delay than without.
-/// Claims that come faster share one sync.
-const CLAIM_SYNC_DELAY: Duration = Duration::from_millis(20);
 /// Bytes of zeros a spare's WAL starts with: room for the first events' frames (4 KiB pages
 /// plus 24-byte frame headers) without growing the file.
 const SPARE_WAL_BYTES: usize = 16 * (4096 + 24) + 32;
@@ -375,8 +368,6 @@ impl Spares {
     /// [`Databases`] is closed or dropped.
     fn work(weak: Weak<Spares>) {
         let mut failures = 0u32;
-        // Whether the thread has already waited [`CLAIM_SYNC_DELAY`] for the claims to sync.
-        let mut waited = false;
         loop {
             let Some(spares) = weak.upgrade() else { return };
             if spares.stop.load(Ordering::Acquire) {
@@ -390,18 +381,10 @@ impl Spares {
                 0
             };
             let (work, result) = if missing == 0 {
-                if !waited && spares.claims_unsynced() {
-                    // A claim that needs a batch made, or closing, ends the wait early.
-                    waited = true;
-                    drop(spares);
-                    std::thread::park_timeout(CLAIM_SYNC_DELAY);
-                    continue;
-                }
                 ("sync the directories claims changed", spares.sync_claims())
             } else {
                 ("make spare databases", spares.make_batch(missing, ready))
             };
-            waited = false;
             match result {
                 Ok(()) => failures = 0,
                 Err(e) => {
@@ -480,11 +463,6 @@ impl Spares {
                 .ok();
             self.ready.lock().unwrap().push(Spare { dir, store });
         }
-    }
-
-    /// Whether claims changed directories that have not been synced since.
-    fn claims_unsynced(&self) -> bool {
-        self.spare_dir_dirty.load(Ordering::Acquire) || !self.unsynced.lock().unwrap().is_empty()
     }
 
     /// Makes the directory entries that claims changed durable: first the shard directories
