@@ -558,3 +558,73 @@ fn a_dispatch_dropped_mid_event_on_a_current_thread_runtime_loses_no_object() {
         registry.shutdown().await;
     });
 }
+
+/// Whether another process can read the SQLite database at `db` right now (Python's sqlite3,
+/// as a backup script might: it would otherwise checkpoint and delete the WAL the host writes).
+fn readable_by_another_process(db: &Path) -> Result<String, String> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], timeout=0)\n\
+             print(c.execute('SELECT count(*) FROM sqlite_master').fetchone()[0])",
+        )
+        .arg(db)
+        .output()
+        .expect("run python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// A live object's database stays locked against other processes once its writes are synced,
+/// whether it was created on demand or re-activated after an eviction (the host syncs its
+/// files through descriptors it keeps, never by opening and closing the database file, which
+/// would drop SQLite's locks).
+#[test]
+fn a_live_object_database_is_locked_against_other_processes() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &guest("counter"),
+        data.path(),
+        &[
+            "--spare-databases",
+            "0",
+            "--idle-timeout",
+            "300ms",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = host.admin_addr();
+    let mut client = host.client();
+    assert_eq!(client.post("/c/increment", "{}").status, 200);
+    let db = data
+        .path()
+        .join("objects")
+        .join(&object_databases(data.path())[0]);
+    let read = readable_by_another_process(&db);
+    assert!(
+        read.as_ref().is_err_and(|e| e.contains("locked")),
+        "made on demand: {read:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while support::metric(admin, "dohost_live_objects") != 0.0 {
+        assert!(std::time::Instant::now() < deadline, "never evicted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(client.post("/c/increment", "{}").status, 200);
+    let read = readable_by_another_process(&db);
+    assert!(
+        read.as_ref().is_err_and(|e| e.contains("locked")),
+        "re-activated: {read:?}"
+    );
+    assert_eq!(client.get("/c/value").json(), json!({ "value": 2 }));
+}

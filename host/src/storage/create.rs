@@ -75,8 +75,10 @@ fn make_template(dir: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     result
 }
 
-/// Writes the template to `path` if no file is there. Returns whether it did.
-pub(super) fn write_new(path: &Path, template: &[u8]) -> io::Result<bool> {
+/// Writes the template to `path` if no file is there. Returns the written file's descriptor
+/// (kept by the store to sync the file with its first sync: see `SyncFile`), or `None` if a
+/// file was there.
+pub(super) fn write_new(path: &Path, template: &[u8]) -> io::Result<Option<fs::File>> {
     let mut file = match fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -84,7 +86,7 @@ pub(super) fn write_new(path: &Path, template: &[u8]) -> io::Result<bool> {
         .open(path)
     {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => return Err(e),
     };
     if let Err(e) = file.write_all(template) {
@@ -93,7 +95,7 @@ pub(super) fn write_new(path: &Path, template: &[u8]) -> io::Result<bool> {
         let _ = fs::remove_file(path);
         return Err(e);
     }
-    Ok(true)
+    Ok(Some(file))
 }
 
 /// Writes `bytes` to a new file at `path` (private to the host's user) and syncs it.

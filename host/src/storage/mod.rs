@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStatus};
 
@@ -221,13 +222,18 @@ pub struct ExecResult {
     pub rows_written: u64,
 }
 
-/// One group-commit sync: fsyncs the WAL file (and, for a database created since the last
-/// sync, the database file and the directories holding new entries, so that the new files
-/// survive a power loss).
+/// One group-commit sync: fsyncs the WAL file (and, for a database file created since the
+/// last sync, that file and the directories holding new entries, so that the new files survive
+/// a power loss).
 #[derive(Debug, Clone)]
 pub struct SyncJob {
     path: PathBuf,
-    /// Directories with entries not yet synced; not empty only for a new database file.
+    /// The store's own descriptor of its WAL (see [`SqlStore::wal_file`]); `None` only in a
+    /// job that fails anyway.
+    wal: Option<Arc<SyncFile>>,
+    /// The database file, when this store created (or set up) it and it is not synced yet.
+    db: Option<Arc<SyncFile>>,
+    /// Directories with entries not yet synced (a new file's, a new WAL's).
     new_dirs: Vec<PathBuf>,
     /// An earlier sync of this database failed: this one fails too (see
     /// [`SqlStore::sync_error`]).
@@ -236,26 +242,39 @@ pub struct SyncJob {
 
 impl SyncJob {
     pub fn run(&self) -> Result<(), StorageError> {
-        if let Some(earlier) = &self.failed {
-            return Err(StorageError::Sync(format!(
-                "{}: an earlier sync failed, so commits since may not be durable: {earlier}",
+        let fail = |why: String| {
+            Err(StorageError::Sync(format!(
+                "{}: {why}",
                 self.path.display()
-            )));
+            )))
+        };
+        if let Some(earlier) = &self.failed {
+            return fail(format!(
+                "an earlier sync failed, so commits since may not be durable: {earlier}"
+            ));
         }
-        let wal = create::sidecar(&self.path, "-wal");
-        // fsync through any descriptor flushes the file; SQLite keeps its own open.
-        let result = if self.new_dirs.is_empty() {
-            fs::File::open(&wal).and_then(|f| f.sync_data())
+        let Some(wal) = &self.wal else {
+            return fail("the WAL is not open".into());
+        };
+        let result = if self.new_dirs.is_empty() && self.db.is_none() {
+            wal.file.sync_data()
         } else {
             // A new object's files and directory entries: synced at once, so the file
-            // system can cover them with one journal commit instead of one each.
+            // system can cover them with one journal commit instead of one each. (Directory
+            // descriptors carry no SQLite locks; the database file is synced only through the
+            // store's own descriptor, see `SyncFile`.)
             std::thread::scope(|scope| {
-                let others: Vec<_> = std::iter::once(&self.path)
-                    .chain(&self.new_dirs)
+                let dirs: Vec<_> = self
+                    .new_dirs
+                    .iter()
                     .map(|p| scope.spawn(move || fs::File::open(p).and_then(|f| f.sync_all())))
                     .collect();
-                let wal = fs::File::open(&wal).and_then(|f| f.sync_data());
-                others.into_iter().fold(wal, |acc, t| {
+                let db = self
+                    .db
+                    .as_ref()
+                    .map(|db| scope.spawn(move || db.file.sync_all()));
+                let wal = wal.file.sync_data();
+                dirs.into_iter().chain(db).fold(wal, |acc, t| {
                     let r = t
                         .join()
                         .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")));
@@ -263,7 +282,48 @@ impl SyncJob {
                 })
             })
         };
-        result.map_err(|e| StorageError::Sync(format!("{}: {e}", self.path.display())))
+        result.or_else(|e| fail(e.to_string()))
+    }
+}
+
+/// A descriptor of one of a store's files, held from before its first sync until after the
+/// connection has closed, and the only one the host itself syncs through:
+/// - Linux reports a failed write-back once per open file description, to each one open when
+///   it failed: a descriptor opened for each sync could miss an error that SQLite's own
+///   descriptor (a checkpoint, a WAL restart) saw first, and report success for pages that
+///   never reached the disk;
+/// - closing any descriptor of the database file drops every POSIX lock the process holds on
+///   it, so opening and closing one while the connection lives would silently end its
+///   exclusive lock against other processes.
+#[derive(Debug)]
+pub(crate) struct SyncFile {
+    file: fs::File,
+    /// Set when a sync failed: the file's cached pages are dropped once the connection has
+    /// closed, so that the next open reads what is on the disk, not pages the kernel kept in
+    /// memory after failing to write them (best effort: `POSIX_FADV_DONTNEED`).
+    discard_cache: AtomicBool,
+}
+
+impl SyncFile {
+    fn open(path: &Path) -> std::io::Result<Arc<Self>> {
+        Ok(Self::new(fs::File::open(path)?))
+    }
+
+    fn new(file: fs::File) -> Arc<Self> {
+        Arc::new(Self {
+            file,
+            discard_cache: AtomicBool::new(false),
+        })
+    }
+}
+
+impl Drop for SyncFile {
+    fn drop(&mut self) {
+        if self.discard_cache.load(Ordering::Acquire) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an advisory call on a descriptor this value owns; no memory is passed.
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
     }
 }
 
@@ -301,8 +361,15 @@ pub struct SqlStore {
     /// Set when a sync failed. After a failed fsync Linux may report the next one as a
     /// success although the pages it failed to write are gone, so every later sync of this
     /// store fails too: the events waiting for it are failed, and the object starts over
-    /// from what is on disk.
+    /// from what is on disk (the close neither checkpoints nor keeps the cached pages).
     sync_error: Option<String>,
+    // Declared after `conn`, so dropped after the connection has closed (see `SyncFile`).
+    /// The WAL, opened at the first sync and kept.
+    wal_file: Option<Arc<SyncFile>>,
+    /// The database file, when this store created it or set it up: synced with the first
+    /// sync (`db_file_unsynced`), and kept open until the connection has closed.
+    db_file: Option<Arc<SyncFile>>,
+    db_file_unsynced: bool,
 }
 
 impl SqlStore {
@@ -321,8 +388,8 @@ impl SqlStore {
             source,
         })?;
         let template = create::template(dir)?;
-        let mut written = create::write_new(path, template).map_err(create_err)?;
-        if !written && create::unfinished(path, template).map_err(create_err)? {
+        let mut created = create::write_new(path, template).map_err(create_err)?;
+        if created.is_none() && create::unfinished(path, template).map_err(create_err)? {
             let aside = create::set_aside(path).map_err(create_err)?;
             tracing::warn!(
                 path = %path.display(),
@@ -330,8 +397,9 @@ impl SqlStore {
                 "database file was left unfinished by an interrupted creation (nothing in it was \
                  ever acknowledged); set it aside and starting the object afresh"
             );
-            written = create::write_new(path, template).map_err(create_err)?;
+            created = create::write_new(path, template).map_err(create_err)?;
         }
+        let written = created.is_some();
         if written {
             new_dirs.push(dir.to_path_buf());
         }
@@ -342,13 +410,13 @@ impl SqlStore {
         if fresh_wal && !written {
             new_dirs.push(dir.to_path_buf());
         }
-        Self::open_file(path, config, new_dirs, fresh_wal)
+        Self::open_file(path, config, new_dirs, fresh_wal, created)
     }
 
     /// Opens a database made from a spare (see [`spares`]): the whole template and a WAL of
     /// zeros, all synced, so nothing about the files is new.
     fn open_spare(path: &Path, config: &StorageConfig, warm: bool) -> Result<Self, StorageError> {
-        let mut store = Self::open_file(path, config, Vec::new(), true)?;
+        let mut store = Self::open_file(path, config, Vec::new(), true, None)?;
         if warm && let Err(e) = store.warm_up() {
             tracing::warn!(path = %path.display(), "cannot warm up a spare database: {e}");
             store.rollback_quietly();
@@ -379,6 +447,8 @@ impl SqlStore {
     /// Opens the database file at `path`. `new_dirs` lists the directories whose entries
     /// (the file's own, its WAL's, or a directory's on its path) are new and not yet synced.
     /// `fresh_wal`: the WAL holds no frames of earlier connections (new, or all zeros).
+    /// `created`: the file, if the caller just wrote it (its descriptor, to sync it with the
+    /// first sync).
     ///
     /// With a fresh WAL the connection starts with `synchronous=OFF` until its first commit:
     /// in NORMAL mode SQLite would fsync the WAL header it writes first, and the directory,
@@ -391,6 +461,7 @@ impl SqlStore {
         config: &StorageConfig,
         mut new_dirs: Vec<PathBuf>,
         fresh_wal: bool,
+        created: Option<fs::File>,
     ) -> Result<Self, StorageError> {
         let open_err = |source| StorageError::Open {
             path: path.to_path_buf(),
@@ -401,6 +472,7 @@ impl SqlStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let mut db_file = created.map(SyncFile::new);
         let configured = configure_sqlite();
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         if !configured {
@@ -487,7 +559,15 @@ impl SqlStore {
             {
                 new_dirs.push(dir.to_path_buf());
             }
+            // Its header was written in place: the file is synced with the first sync.
+            if db_file.is_none() {
+                db_file = Some(SyncFile::open(path).map_err(|source| StorageError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })?);
+            }
         }
+        let db_file_unsynced = db_file.is_some();
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         {
             let deadline = deadline.clone();
@@ -518,6 +598,9 @@ impl SqlStore {
             sync_error: None,
             moved: false,
             deferred: Vec::new(),
+            wal_file: None,
+            db_file,
+            db_file_unsynced,
         })
     }
 
@@ -609,21 +692,34 @@ impl SqlStore {
         if self.config.sync != SyncMode::Full {
             return None;
         }
-        if let Some(error) = &self.sync_error {
-            return Some(SyncJob {
-                path: self.path.clone(),
-                new_dirs: Vec::new(),
-                failed: Some(error.clone()),
-            });
-        }
-        if !self.unsynced.swap(false, Ordering::AcqRel) {
+        if self.sync_error.is_none() && !self.unsynced.swap(false, Ordering::AcqRel) {
             return None;
         }
-        Some(SyncJob {
+        Some(self.sync_job())
+    }
+
+    /// A job that syncs everything written so far (failing at once after an earlier failure).
+    fn sync_job(&mut self) -> SyncJob {
+        let mut failed = self.sync_error.clone();
+        if failed.is_none() && self.wal_file.is_none() {
+            match SyncFile::open(&create::sidecar(&self.path, "-wal")) {
+                Ok(wal) => self.wal_file = Some(wal),
+                Err(e) => failed = Some(format!("cannot open the WAL: {e}")),
+            }
+        }
+        let db = if self.db_file_unsynced {
+            self.db_file.clone()
+        } else {
+            None
+        };
+        self.db_file_unsynced = false;
+        SyncJob {
             path: self.path.clone(),
+            wal: self.wal_file.clone(),
+            db,
             new_dirs: std::mem::take(&mut self.new_dirs),
-            failed: None,
-        })
+            failed,
+        }
     }
 
     /// Leaves the first-commit `synchronous=OFF` mode of a fresh WAL once a commit wrote the
@@ -648,6 +744,9 @@ impl SqlStore {
         if self.new_dirs.is_empty() {
             self.new_dirs = job.new_dirs.clone();
         }
+        if job.db.is_some() {
+            self.db_file_unsynced = true;
+        }
     }
 
     /// Makes every commit so far durable now, in `--sync normal` too (not `off`): for the rare
@@ -657,11 +756,7 @@ impl SqlStore {
         match self.config.sync {
             SyncMode::Full => self.sync(),
             SyncMode::Normal => {
-                let job = SyncJob {
-                    path: self.path.clone(),
-                    new_dirs: std::mem::take(&mut self.new_dirs),
-                    failed: self.sync_error.clone(),
-                };
+                let job = self.sync_job();
                 job.run().inspect_err(|e| self.sync_failed(&job, e))
             }
             SyncMode::Off => Ok(()),
@@ -972,6 +1067,21 @@ impl Drop for SqlStore {
         // those entries and may be blocked.
         if let Err(e) = self.sync() {
             tracing::error!(path = %self.path.display(), "sync before closing failed: {e}");
+        }
+        // After a failed sync the WAL may hold frames the disk does not: no checkpoint may copy
+        // them into the file, and their cached pages go once the connection has closed, so
+        // the next open recovers only what the disk holds (see `sync_error`).
+        if self.sync_error.is_some() {
+            if let Err(e) = self
+                .conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            {
+                tracing::error!(path = %self.path.display(), "cannot keep the close from checkpointing: {e}");
+            }
+            for file in self.wal_file.iter().chain(&self.db_file) {
+                file.discard_cache.store(true, Ordering::Release);
+            }
+            return;
         }
         // Closing checkpoints the WAL into the file and deletes the WAL: that checkpoint must
         // sync the file first, which the first-commit OFF mode would not do.

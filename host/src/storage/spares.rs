@@ -72,6 +72,9 @@ struct Spares {
     /// Claims removed entries from `spare/` since it was last synced.
     spare_dir_dirty: AtomicBool,
     target: usize,
+    /// Spare names are `<prefix>-<seq>`; the prefix (process ID and start time) keeps them
+    /// apart from any left by an earlier run (a container's process is always PID 1).
+    prefix: String,
     seq: AtomicU64,
     worker: Mutex<Option<std::thread::Thread>>,
     stop: AtomicBool,
@@ -297,6 +300,13 @@ impl Spares {
             unsynced: Mutex::new(Vec::new()),
             spare_dir_dirty: AtomicBool::new(false),
             target,
+            prefix: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
             seq: AtomicU64::new(0),
             worker: Mutex::new(None),
             stop: AtomicBool::new(false),
@@ -502,9 +512,10 @@ impl Spares {
     fn make_one(&self) -> io::Result<PathBuf> {
         fs::create_dir_all(&self.dir)?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let dir = self.dir.join(format!("{}-{seq}", std::process::id()));
+        let dir = self.dir.join(format!("{}-{seq}", self.prefix));
+        // Not inside the clean-up below: a directory already there is not this one's to remove.
+        fs::create_dir(&dir)?;
         let result = (|| {
-            fs::create_dir(&dir)?;
             let template = create::template(&self.dir).map_err(io::Error::other)?;
             let db = dir.join(DB_FILE);
             create::write_new_synced(&db, template)?;
@@ -536,13 +547,34 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
             remove(fs::remove_file(&dir))?;
             continue;
         }
-        let claimed = claimed_by(&dir.join(DB_FILE)).unwrap_or_else(|e| {
-            tracing::warn!(spare = %dir.display(), "unreadable spare database, removing it: {e}");
-            None
-        });
-        let Some(hex) = claimed else {
-            remove(fs::remove_dir_all(&dir))?;
-            continue;
+        let hex = match claimed_by(&dir.join(DB_FILE)) {
+            Ok(Some(hex)) => hex,
+            Ok(None) => {
+                remove(fs::remove_dir_all(&dir))?;
+                continue;
+            }
+            // A spare being made when the host stopped: its file is a prefix of the template.
+            Err(_) if spare_in_the_making(&dir.join(DB_FILE), spare_dir)? => {
+                remove(fs::remove_dir_all(&dir))?;
+                continue;
+            }
+            // It may hold an object's acknowledged writes (its ID cannot be read, say for a
+            // lack of file descriptors or a full disk): kept for an operator, out of the way.
+            Err(e) => {
+                let aside = data_dir.join(UNREADABLE_DIR);
+                fs::create_dir_all(&aside)?;
+                let to = aside.join(dir.file_name().unwrap_or_default());
+                fs::rename(&dir, &to)?;
+                fs::File::open(&aside)?.sync_all()?;
+                moved = true;
+                tracing::error!(
+                    spare = %dir.display(),
+                    kept = %to.display(),
+                    "cannot read a spare database (it may hold a new object's data; moved aside \
+                     for an operator to inspect): {e}"
+                );
+                continue;
+            }
         };
         let target = object_dir(data_dir, &hex);
         if target.exists() {
@@ -567,6 +599,22 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
         fs::File::open(spare_dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Where spares whose databases could not be read at start are kept (see `recover_spares`).
+const UNREADABLE_DIR: &str = "spare-unreadable";
+
+/// Whether the spare database `db` is one the host was still making (its file missing, empty
+/// or a prefix of the template): it holds nothing.
+fn spare_in_the_making(db: &Path, spare_dir: &Path) -> io::Result<bool> {
+    match fs::metadata(db) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+        Ok(meta) if meta.len() == 0 => return Ok(true),
+        Ok(_) => {}
+    }
+    let template = create::template(spare_dir).map_err(io::Error::other)?;
+    create::unfinished(db, template)
 }
 
 /// Marks a data directory whose object databases are in the current layout.

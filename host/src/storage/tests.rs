@@ -648,6 +648,36 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     );
 }
 
+/// At start, a spare whose database cannot be read may hold a new object's acknowledged data:
+/// it is moved aside, never removed; one the host was still making (an empty file, or part of
+/// the template) holds nothing and is removed.
+#[test]
+fn unreadable_spares_are_kept_aside_and_half_made_ones_removed() {
+    let data = tempfile::tempdir().unwrap();
+    let spare_dir = data.path().join("spare");
+    let make = |name: &str, bytes: &[u8]| {
+        let dir = spare_dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("db.sqlite3"), bytes).unwrap();
+    };
+    let template = create::template(data.path()).unwrap();
+    make("empty", b"");
+    make("first-page", &template[..4096]);
+    make("damaged", &[0xA5; 8192]);
+    let dbs = Databases::open_dir(data.path(), &StorageConfig::default()).unwrap();
+    drop(dbs);
+    let left: Vec<_> = std::fs::read_dir(&spare_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| ["empty", "first-page", "damaged"].contains(&n.as_str()))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let kept = data.path().join("spare-unreadable/damaged/db.sqlite3");
+    assert_eq!(std::fs::read(kept).unwrap(), vec![0xA5; 8192]);
+    assert!(!data.path().join("spare-unreadable/empty").exists());
+    assert!(!data.path().join("spare-unreadable/first-page").exists());
+}
+
 #[test]
 fn without_spares_new_objects_are_created_on_demand() {
     let data = tempfile::tempdir().unwrap();
