@@ -628,3 +628,41 @@ fn a_live_object_database_is_locked_against_other_processes() {
     );
     assert_eq!(client.get("/c/value").json(), json!({ "value": 2 }));
 }
+
+/// `dohost run` raises its soft open-file limit to the hard limit: a common default of 1,024
+/// would run out long before the default settings' 10,000 connections and 1,000 live objects.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 512 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_dohost"))
+        .arg("run")
+        .arg(guest("counter"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in std::io::BufReader::new(stderr).lines() {
+        if line.unwrap().contains("serving class") {
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft limit not raised: {line}");
+    assert_ne!(numbers[0], "512", "{line}");
+}

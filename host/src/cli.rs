@@ -246,6 +246,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         max_concurrent: args.fetch_max_concurrent,
     };
     config.alarms.max_retries = args.alarm_max_retries;
+    raise_open_file_limit(&config);
     // An event holds a blocking thread while it runs, network waits included (an object
     // fetching from a slow upstream): room for every live object at once, so slow objects
     // never hold up the others (tokio's default is 512).
@@ -272,6 +273,49 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard limit (a common default soft limit, 1,024,
+/// is far below what a host may need), and warns if even that is below what the settings may
+/// use: a descriptor per client connection, three per live object (its database, its WAL and
+/// the host's own descriptor of the WAL), two per spare database, and some for the rest.
+fn raise_open_file_limit(config: &ServerConfig) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::debug!(
+                "raised the open-file limit from {} to {}",
+                limit.rlim_cur,
+                raised.rlim_cur
+            );
+            limit = raised;
+        }
+    }
+    let need = (config.limits.max_connections as u64)
+        .saturating_add(3 * u64::from(config.max_instances))
+        .saturating_add(2 * config.storage.spare_databases as u64)
+        .saturating_add(256);
+    if limit.rlim_cur < need {
+        tracing::warn!(
+            "the open-file limit is {}, and these settings may need up to {need} (--max-connections \
+             + 3 x --max-instances + 2 x --spare-databases + 256): past it, connections and \
+             objects fail to open; raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) \
+             or lower those options",
+            limit.rlim_cur
+        );
+    }
 }
 
 fn id(args: IdArgs) -> anyhow::Result<()> {
