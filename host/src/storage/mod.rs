@@ -184,6 +184,8 @@ pub enum StorageError {
          data directory"
     )]
     InUse { dir: PathBuf, holder: String },
+    #[error("the object's previous instance is still closing its database after {0:?}; try again")]
+    StillClosing(std::time::Duration),
     #[error("the host is shutting down: its data directory is closed")]
     Closed,
     #[error(
@@ -228,9 +230,9 @@ pub struct ExecResult {
 #[derive(Debug, Clone)]
 pub struct SyncJob {
     path: PathBuf,
-    /// The store's own descriptor of its WAL (see [`SqlStore::wal_file`]); `None` only in a
-    /// job that fails anyway.
-    wal: Option<Arc<SyncFile>>,
+    /// The store's own descriptor of its WAL (see [`SqlStore::wal_file`]), or why it could
+    /// not be opened (the job then fails without poisoning the store: nothing was lost).
+    wal: Result<Arc<SyncFile>, String>,
     /// The database file, when this store created (or set up) it and it is not synced yet.
     db: Option<Arc<SyncFile>>,
     /// Directories with entries not yet synced (a new file's, a new WAL's).
@@ -253,8 +255,9 @@ impl SyncJob {
                 "an earlier sync failed, so commits since may not be durable: {earlier}"
             ));
         }
-        let Some(wal) = &self.wal else {
-            return fail("the WAL is not open".into());
+        let wal = match &self.wal {
+            Ok(wal) => wal,
+            Err(why) => return fail(format!("cannot open the WAL: {why}")),
         };
         let result = if self.new_dirs.is_empty() && self.db.is_none() {
             wal.file.sync_data()
@@ -407,10 +410,19 @@ impl SqlStore {
         // a missing WAL counts as fresh: an emptied one may still hold older frames on disk,
         // and SQLite's own sync of a restarted WAL's header is what keeps them out.)
         let fresh_wal = !create::sidecar(path, "-wal").exists();
-        if fresh_wal && !written {
-            new_dirs.push(dir.to_path_buf());
-        }
-        Self::open_file(path, config, new_dirs, fresh_wal, created)
+        let db_file = match created {
+            Some(file) => Some(SyncFile::new(file)),
+            // Re-activated (the WAL was deleted when the object last closed): the file is
+            // synced with the first sync too, as the last close synced it only if its
+            // checkpoint copied anything (an object made on demand that never committed was
+            // not). Opened before the connection, and kept until after it closes.
+            None if fresh_wal => {
+                new_dirs.push(dir.to_path_buf());
+                Some(SyncFile::open(path).map_err(create_err)?)
+            }
+            None => None,
+        };
+        Self::open_file(path, config, new_dirs, fresh_wal, db_file)
     }
 
     /// Opens a database made from a spare (see [`spares`]): the whole template and a WAL of
@@ -447,8 +459,8 @@ impl SqlStore {
     /// Opens the database file at `path`. `new_dirs` lists the directories whose entries
     /// (the file's own, its WAL's, or a directory's on its path) are new and not yet synced.
     /// `fresh_wal`: the WAL holds no frames of earlier connections (new, or all zeros).
-    /// `created`: the file, if the caller just wrote it (its descriptor, to sync it with the
-    /// first sync).
+    /// `db_file`: the file's descriptor, if it is to be synced with the first sync (see
+    /// [`SyncFile`]).
     ///
     /// With a fresh WAL the connection starts with `synchronous=OFF` until its first commit:
     /// in NORMAL mode SQLite would fsync the WAL header it writes first, and the directory,
@@ -461,7 +473,7 @@ impl SqlStore {
         config: &StorageConfig,
         mut new_dirs: Vec<PathBuf>,
         fresh_wal: bool,
-        created: Option<fs::File>,
+        mut db_file: Option<Arc<SyncFile>>,
     ) -> Result<Self, StorageError> {
         let open_err = |source| StorageError::Open {
             path: path.to_path_buf(),
@@ -472,7 +484,6 @@ impl SqlStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
-        let mut db_file = created.map(SyncFile::new);
         let configured = configure_sqlite();
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         if !configured {
@@ -700,13 +711,16 @@ impl SqlStore {
 
     /// A job that syncs everything written so far (failing at once after an earlier failure).
     fn sync_job(&mut self) -> SyncJob {
-        let mut failed = self.sync_error.clone();
-        if failed.is_none() && self.wal_file.is_none() {
-            match SyncFile::open(&create::sidecar(&self.path, "-wal")) {
-                Ok(wal) => self.wal_file = Some(wal),
-                Err(e) => failed = Some(format!("cannot open the WAL: {e}")),
-            }
-        }
+        let wal = match &self.wal_file {
+            Some(wal) => Ok(wal.clone()),
+            None => match SyncFile::open(&create::sidecar(&self.path, "-wal")) {
+                Ok(wal) => {
+                    self.wal_file = Some(wal.clone());
+                    Ok(wal)
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
         let db = if self.db_file_unsynced {
             self.db_file.clone()
         } else {
@@ -715,10 +729,10 @@ impl SqlStore {
         self.db_file_unsynced = false;
         SyncJob {
             path: self.path.clone(),
-            wal: self.wal_file.clone(),
+            wal,
             db,
             new_dirs: std::mem::take(&mut self.new_dirs),
-            failed,
+            failed: self.sync_error.clone(),
         }
     }
 
@@ -739,7 +753,11 @@ impl SqlStore {
 
     /// A sync taken with [`SqlStore::take_sync`] failed: its commits still await one.
     pub fn sync_failed(&mut self, job: &SyncJob, error: &StorageError) {
-        self.sync_error.get_or_insert_with(|| error.to_string());
+        // A WAL that could not be opened (out of descriptors, say) lost nothing: the next
+        // sync tries again. Any failed fsync poisons the store.
+        if job.wal.is_ok() || job.failed.is_some() {
+            self.sync_error.get_or_insert_with(|| error.to_string());
+        }
         self.unsynced.store(true, Ordering::Release);
         if self.new_dirs.is_empty() {
             self.new_dirs = job.new_dirs.clone();

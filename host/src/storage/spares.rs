@@ -540,8 +540,10 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     let mut moved = false;
+    // Listed first: nothing is made in `spare/` while it is read, but keep it that way.
+    let entries = entries.collect::<io::Result<Vec<_>>>()?;
     for entry in entries {
-        let dir = entry?.path();
+        let dir = entry.path();
         if !dir.is_dir() {
             // A template being made when the host stopped.
             remove(fs::remove_file(&dir))?;
@@ -554,15 +556,27 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
                 continue;
             }
             // A spare being made when the host stopped: its file is a prefix of the template.
-            Err(_) if spare_in_the_making(&dir.join(DB_FILE), spare_dir)? => {
+            Err(_) if spare_in_the_making(&dir.join(DB_FILE), data_dir)? => {
                 remove(fs::remove_dir_all(&dir))?;
                 continue;
             }
-            // It may hold an object's acknowledged writes (its ID cannot be read, say for a
-            // lack of file descriptors or a full disk): kept for an operator, out of the way.
-            Err(e) => {
+            // Anything but damage (no file descriptors, no memory, an I/O error): the host
+            // does not start, rather than serve the object without the data the spare may
+            // hold.
+            Err(ClaimError::Other(e)) => {
+                return Err(io::Error::other(format!(
+                    "cannot read the spare database {}, which may hold a new object's data: {e}",
+                    dir.display()
+                )));
+            }
+            // Damaged: it may hold an object's acknowledged writes, but cannot say whose. Kept
+            // for an operator, out of the way.
+            Err(ClaimError::Damaged(e)) => {
                 let aside = data_dir.join(UNREADABLE_DIR);
-                fs::create_dir_all(&aside)?;
+                if !aside.exists() {
+                    fs::create_dir(&aside)?;
+                    fs::File::open(data_dir)?.sync_all()?;
+                }
                 let to = aside.join(dir.file_name().unwrap_or_default());
                 fs::rename(&dir, &to)?;
                 fs::File::open(&aside)?.sync_all()?;
@@ -606,14 +620,14 @@ const UNREADABLE_DIR: &str = "spare-unreadable";
 
 /// Whether the spare database `db` is one the host was still making (its file missing, empty
 /// or a prefix of the template): it holds nothing.
-fn spare_in_the_making(db: &Path, spare_dir: &Path) -> io::Result<bool> {
+fn spare_in_the_making(db: &Path, data_dir: &Path) -> io::Result<bool> {
     match fs::metadata(db) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
         Err(e) => return Err(e),
         Ok(meta) if meta.len() == 0 => return Ok(true),
         Ok(_) => {}
     }
-    let template = create::template(spare_dir).map_err(io::Error::other)?;
+    let template = create::template(data_dir).map_err(io::Error::other)?;
     create::unfinished(db, template)
 }
 
@@ -700,13 +714,15 @@ fn remove(result: io::Result<()>) -> io::Result<()> {
 }
 
 /// The object ID stored in a spare's database, if it was claimed.
-fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
+fn claimed_by(db: &Path) -> Result<Option<String>, ClaimError> {
     if !db.exists() {
         return Ok(None);
     }
     super::configure_sqlite();
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    // As the host opens object databases: no shared-memory file to create first.
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")?;
     let hex: Option<String> = conn
         .query_row(
             "SELECT value FROM _do_meta WHERE key = ?1",
@@ -720,8 +736,42 @@ fn claimed_by(db: &Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
     match hex {
         Some(hex) => match dohost_wire::parse_id_hex(&hex) {
             Ok(_) => Ok(Some(hex)),
-            Err(e) => Err(format!("malformed object ID {hex:?}: {e}").into()),
+            Err(e) => Err(ClaimError::Damaged(format!(
+                "malformed object ID {hex:?}: {e}"
+            ))),
         },
         None => Ok(None),
+    }
+}
+
+/// Why [`claimed_by`] could not tell whose a spare is.
+#[derive(Debug)]
+enum ClaimError {
+    /// The file is not a sound database (or holds a malformed ID).
+    Damaged(String),
+    /// Anything else: it may well be readable later.
+    Other(String),
+}
+
+impl From<rusqlite::Error> for ClaimError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                ClaimError::Damaged(e.to_string())
+            }
+            // No `_do_meta` table: not a database the host made.
+            Some(rusqlite::ErrorCode::Unknown) if e.to_string().contains("no such table") => {
+                ClaimError::Damaged(e.to_string())
+            }
+            _ => ClaimError::Other(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimError::Damaged(e) | ClaimError::Other(e) => f.write_str(e),
+        }
     }
 }

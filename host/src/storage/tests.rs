@@ -648,6 +648,32 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     );
 }
 
+/// A database opened again after its WAL was deleted (its object was evicted) syncs its file
+/// with its first sync: the last close synced the file only if its checkpoint copied anything
+/// (an object made on demand that never committed had its template written, never synced).
+/// Later syncs are the WAL's alone.
+#[test]
+fn a_reopened_database_syncs_its_file_with_the_first_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let config = StorageConfig::default();
+    drop(SqlStore::open(&path, &config).unwrap());
+    assert!(!create::sidecar(&path, "-wal").exists());
+    let mut s = SqlStore::open(&path, &config).unwrap();
+    for (round, query) in ["CREATE TABLE t (a)", "INSERT INTO t VALUES (1)"]
+        .iter()
+        .enumerate()
+    {
+        s.begin_event(None).unwrap();
+        exec(&mut s, query, &[]).unwrap();
+        s.finish_event(true).unwrap();
+        let job = s.take_sync().unwrap();
+        assert_eq!(job.db.is_some(), round == 0, "round {round}");
+        assert_eq!(job.new_dirs.is_empty(), round > 0, "round {round}");
+        job.run().unwrap();
+    }
+}
+
 /// At start, a spare whose database cannot be read may hold a new object's acknowledged data:
 /// it is moved aside, never removed; one the host was still making (an empty file, or part of
 /// the template) holds nothing and is removed.
