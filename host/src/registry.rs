@@ -186,32 +186,40 @@ struct Shared {
     metrics: Arc<Metrics>,
     rt: Handle,
     /// Actor tasks per object ID that have not ended (an ended task has closed the object's
-    /// database). Evicting an object takes it out of `actors` before its task has closed the
-    /// database, so a new actor of the same ID may start meanwhile: it waits for that close
-    /// before it opens the database ([`Actor::open_database`]), so that one connection at a
-    /// time has the files and the new one sees them as the close left them.
-    tasks: Mutex<HashMap<ObjectId, usize>>,
+    /// database), by the generation they were started in. Evicting an object takes it out of
+    /// `actors` before its task has closed the database, so a new actor of the same ID may
+    /// start meanwhile: it waits for the earlier generations to end before it opens the
+    /// database ([`Actor::open_database`]), so that one connection at a time has the files and
+    /// the new one sees them as the close left them. (Only earlier ones: an earlier actor
+    /// never waits for a later one.)
+    tasks: Mutex<HashMap<ObjectId, std::collections::BTreeSet<u64>>>,
     task_ended: std::sync::Condvar,
+    /// Source of actor generations.
+    generations: AtomicU64,
 }
 
-/// Counts an actor task in [`Shared::tasks`] until it is dropped (when the task ends, also by
-/// a panic).
+/// Keeps an actor task's generation in [`Shared::tasks`] until it is dropped (when the task
+/// ends, also by a panic).
 struct TaskGuard {
     shared: Arc<Shared>,
     id: ObjectId,
+    generation: u64,
 }
 
 impl TaskGuard {
     fn new(shared: &Arc<Shared>, id: ObjectId) -> Self {
-        *shared
+        let generation = shared.generations.fetch_add(1, Ordering::Relaxed);
+        shared
             .tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(id)
-            .or_default() += 1;
+            .or_default()
+            .insert(generation);
         Self {
             shared: shared.clone(),
             id,
+            generation,
         }
     }
 }
@@ -219,9 +227,9 @@ impl TaskGuard {
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = tasks.get_mut(&self.id) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(live) = tasks.get_mut(&self.id) {
+            live.remove(&self.generation);
+            if live.is_empty() {
                 tasks.remove(&self.id);
             }
         }
@@ -265,6 +273,7 @@ impl ObjectRegistry {
                 rt: Handle::current(),
                 tasks: Mutex::new(HashMap::new()),
                 task_ended: std::sync::Condvar::new(),
+                generations: AtomicU64::new(0),
             }),
             minter,
         }
@@ -591,6 +600,8 @@ fn evict_least_recently_used(actors: &mut HashMap<ObjectId, ActorHandle>) -> boo
 }
 
 fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
+    let guard = TaskGuard::new(shared, id);
+    let generation = guard.generation;
     let (queue, inbox) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let queued_handle = queued.clone();
@@ -601,6 +612,7 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
             actor: Actor {
                 shared: shared.clone(),
                 id,
+                generation,
                 name: None,
                 name_stored: false,
                 database: None,
@@ -616,7 +628,6 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     shared.metrics.live_objects.fetch_add(1, Ordering::Relaxed);
     let ended = shared.clone();
     let (busy_flag, used, parked) = (busy.clone(), last_used.clone(), slot.clone());
-    let guard = TaskGuard::new(shared, id);
     let task = shared.rt.spawn(async move {
         let _guard = guard;
         Actor::run(ended.clone(), id, parked, inbox, queued, busy_flag, used).await;
@@ -639,6 +650,8 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
 struct Actor {
     shared: Arc<Shared>,
     id: ObjectId,
+    /// When this actor was started, among the actors of all objects (see [`Shared::tasks`]).
+    generation: u64,
     name: Option<String>,
     /// Whether `name` is known to be stored in the database.
     name_stored: bool,
@@ -707,11 +720,16 @@ impl Actor {
                             wait = idle - quiet;
                             continue;
                         }
-                        if let Some(actors) = actors.as_mut() {
+                        // Only if the entry is still this actor's: a capacity eviction may
+                        // have taken it out meanwhile, and a new actor of the object taken
+                        // its place.
+                        if let Some(actors) = actors.as_mut()
+                            && actors.get(&id).is_some_and(|a| Arc::ptr_eq(&a.slot, &slot))
+                        {
                             actors.remove(&id);
+                            shared.metrics.record_eviction(Eviction::Idle);
+                            tracing::debug!(object = %id, "evicted after {idle:?} idle");
                         }
-                        shared.metrics.record_eviction(Eviction::Idle);
-                        tracing::debug!(object = %id, "evicted after {idle:?} idle");
                         break;
                     }
                 }
@@ -1040,7 +1058,13 @@ impl Actor {
     fn wait_for_earlier_actors(&self) -> Result<(), StorageError> {
         let deadline = Instant::now() + CLOSE_WAIT;
         let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        while tasks.get(&self.id).copied().unwrap_or(0) > 1 {
+        let earlier = |tasks: &HashMap<ObjectId, std::collections::BTreeSet<u64>>| {
+            tasks
+                .get(&self.id)
+                .and_then(|live| live.first())
+                .is_some_and(|&first| first < self.generation)
+        };
+        while earlier(&tasks) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(StorageError::StillClosing(CLOSE_WAIT));

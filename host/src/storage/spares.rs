@@ -573,10 +573,9 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
             // for an operator, out of the way.
             Err(ClaimError::Damaged(e)) => {
                 let aside = data_dir.join(UNREADABLE_DIR);
-                if !aside.exists() {
-                    fs::create_dir(&aside)?;
-                    fs::File::open(data_dir)?.sync_all()?;
-                }
+                fs::create_dir_all(&aside)?;
+                // Its entry too (an earlier start may have made it and stopped).
+                fs::File::open(data_dir)?.sync_all()?;
                 let to = aside.join(dir.file_name().unwrap_or_default());
                 fs::rename(&dir, &to)?;
                 fs::File::open(&aside)?.sync_all()?;
@@ -715,8 +714,10 @@ fn remove(result: io::Result<()>) -> io::Result<()> {
 
 /// The object ID stored in a spare's database, if it was claimed.
 fn claimed_by(db: &Path) -> Result<Option<String>, ClaimError> {
-    if !db.exists() {
-        return Ok(None);
+    match fs::symlink_metadata(db) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ClaimError::Other(e.to_string())),
+        Ok(_) => {}
     }
     super::configure_sqlite();
     let conn =
