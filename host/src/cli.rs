@@ -103,7 +103,7 @@ struct RunArgs {
     max_db_size: u64,
     /// Empty object databases kept ready (made, synced and opened in the background, under
     /// <data>/spare; refilled once a quarter are taken), so a new object's first request
-    /// creates and opens nothing; 0 = off. Each costs about 80 KiB of disk and two open files.
+    /// creates and opens nothing; 0 = off. Each costs about 80 KiB of disk and three open files.
     #[arg(long, default_value_t = 32)]
     spare_databases: usize,
     /// CPU time limit per event (e.g. 30s, 500ms).
@@ -278,7 +278,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Raises the soft limit on open files to the hard limit (a common default soft limit, 1,024,
 /// is far below what a host may need), and warns if even that is below what the settings may
 /// use: a descriptor per client connection, up to four per live object (its database and WAL
-/// for SQLite, and the host's own for syncing them), two per spare database, and some for the
+/// for SQLite, and the host's own for syncing them), three per spare database, and some for the
 /// rest.
 fn raise_open_file_limit(config: &ServerConfig) {
     let mut limit = libc::rlimit {
@@ -306,12 +306,12 @@ fn raise_open_file_limit(config: &ServerConfig) {
     }
     let need = (config.limits.max_connections as u64)
         .saturating_add(4 * u64::from(config.max_instances))
-        .saturating_add(2 * config.storage.spare_databases as u64)
+        .saturating_add(3 * config.storage.spare_databases as u64)
         .saturating_add(256);
     if limit.rlim_cur < need {
         tracing::warn!(
             "the open-file limit is {}, and these settings may need up to {need} (--max-connections \
-             + 4 x --max-instances + 2 x --spare-databases + 256): past it, connections and \
+             + 4 x --max-instances + 3 x --spare-databases + 256): past it, connections and \
              objects fail to open; raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) \
              or lower those options",
             limit.rlim_cur

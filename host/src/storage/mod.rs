@@ -17,8 +17,8 @@ mod spares;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -373,8 +373,6 @@ pub struct SqlStore {
     /// sync (`db_file_unsynced`), and kept open until the connection has closed.
     db_file: Option<Arc<SyncFile>>,
     db_file_unsynced: bool,
-    /// Set by the WAL hook when its checkpoint failed (taken into `sync_error`).
-    checkpoint_error: Arc<Mutex<Option<String>>>,
 }
 
 impl SqlStore {
@@ -419,10 +417,15 @@ impl SqlStore {
             // demand that never committed was not), and a process that was killed did not
             // close it at all. Opened before the connection, and kept until after it closes.
             None => {
+                // The object's directory and its entry in its shard, which a killed process
+                // may have made and never synced.
                 new_dirs.push(dir.to_path_buf());
+                new_dirs.extend(dir.parent().map(Path::to_path_buf));
                 Some(SyncFile::open(path).map_err(create_err)?)
             }
         };
+        new_dirs.sort();
+        new_dirs.dedup();
         Self::open_file(path, config, new_dirs, fresh_wal, db_file)
     }
 
@@ -519,7 +522,6 @@ impl SqlStore {
         ))
         .map_err(open_err)?;
         let unsynced = Arc::new(AtomicBool::new(false));
-        let checkpoint_error = Arc::new(Mutex::new(None));
         {
             // Replaces SQLite's automatic checkpoint (which is itself a WAL hook): mark the
             // commit for the actor's group sync, and checkpoint at the usual 1000 pages (not
@@ -527,17 +529,21 @@ impl SqlStore {
             // would not sync the database file).
             let unsynced = unsynced.clone();
             let fresh_wal = fresh_wal.clone();
-            let checkpoint_error = checkpoint_error.clone();
+            let checkpoint_failed = AtomicBool::new(false);
+            let hook_path = path.to_path_buf();
             conn.wal_hook(Some(
                 move |wal: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
                     unsynced.store(true, Ordering::Release);
                     if pages >= 1000 && !fresh_wal.load(Ordering::Acquire) {
                         // Passive: never blocks. In NORMAL mode a checkpoint syncs the WAL first.
-                        // A failure there (an fsync's) may be one the host's own sync would
-                        // not see again: it poisons the store as a failed sync does.
-                        if let Err(e) = wal.checkpoint() {
-                            *checkpoint_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                                Some(format!("a checkpoint failed: {e}"));
+                        // A failure loses nothing: the frames stay in the WAL (SQLite does not
+                        // count them as copied), and a failed write-back of the WAL shows in
+                        // the host's own sync too (its descriptor was open: see `SyncFile`).
+                        // Logged once per store (a full disk fails every commit's attempt).
+                        if let Err(e) = wal.checkpoint()
+                            && !checkpoint_failed.swap(true, Ordering::AcqRel)
+                        {
+                            tracing::warn!(path = %hook_path.display(), "checkpoint failed (the WAL keeps its frames): {e}");
                         }
                     }
                     Ok(())
@@ -601,6 +607,14 @@ impl SqlStore {
             )
             .map_err(open_err)?;
         }
+        // Now, before anything can sync the WAL through SQLite's own descriptor (see
+        // `SyncFile`); reading the database made SQLite open (or create) it. If this fails, the
+        // first sync tries again.
+        let wal_file = SyncFile::open(&create::sidecar(path, "-wal"))
+            .inspect_err(
+                |e| tracing::warn!(path = %path.display(), "cannot open the WAL to sync it: {e}"),
+            )
+            .ok();
         Ok(Self {
             conn,
             guest,
@@ -617,13 +631,9 @@ impl SqlStore {
             sync_error: None,
             moved: false,
             deferred: Vec::new(),
-            // Now, before anything can sync the WAL through SQLite's own descriptor (see
-            // `SyncFile`); reading the database made SQLite open (or create) it. If this
-            // fails, the first sync tries again.
-            wal_file: SyncFile::open(&create::sidecar(path, "-wal")).ok(),
+            wal_file,
             db_file,
             db_file_unsynced,
-            checkpoint_error,
         })
     }
 
@@ -723,15 +733,6 @@ impl SqlStore {
 
     /// A job that syncs everything written so far (failing at once after an earlier failure).
     fn sync_job(&mut self) -> SyncJob {
-        if self.sync_error.is_none()
-            && let Some(e) = self
-                .checkpoint_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-        {
-            self.sync_error = Some(e);
-        }
         let wal = match &self.wal_file {
             Some(wal) => Ok(wal.clone()),
             None => match SyncFile::open(&create::sidecar(&self.path, "-wal")) {
