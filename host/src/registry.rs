@@ -11,7 +11,7 @@
 //! the actor, enqueue) and retirement (check the queue is empty, remove) both happen under the
 //! `actors` lock, so no event is ever enqueued to an actor that has stopped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -192,7 +192,7 @@ struct Shared {
     /// database ([`Actor::open_database`]), so that one connection at a time has the files and
     /// the new one sees them as the close left them. (Only earlier ones: an earlier actor
     /// never waits for a later one.)
-    tasks: Mutex<HashMap<ObjectId, std::collections::BTreeSet<u64>>>,
+    tasks: Mutex<HashMap<ObjectId, BTreeSet<u64>>>,
     task_ended: std::sync::Condvar,
     /// Source of actor generations.
     generations: AtomicU64,
@@ -664,9 +664,7 @@ impl Drop for Actor {
     /// The instance goes first, and frees its slot for an activation that may be waiting
     /// for one, before the database closes (a checkpoint and a sync, which can take a while).
     fn drop(&mut self) {
-        if let Some(live) = self.live.take() {
-            self.database = Some(live.into_database());
-        }
+        self.drop_instance();
     }
 }
 
@@ -1056,34 +1054,33 @@ impl Actor {
     }
 
     fn wait_for_earlier_actors(&self) -> Result<(), StorageError> {
-        let deadline = Instant::now() + CLOSE_WAIT;
-        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        let earlier = |tasks: &HashMap<ObjectId, std::collections::BTreeSet<u64>>| {
-            tasks
-                .get(&self.id)
-                .and_then(|live| live.first())
-                .is_some_and(|&first| first < self.generation)
-        };
-        while earlier(&tasks) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StorageError::StillClosing(CLOSE_WAIT));
-            }
-            tasks = self
-                .shared
-                .task_ended
-                .wait_timeout(tasks, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let (_tasks, waited) = self
+            .shared
+            .task_ended
+            .wait_timeout_while(tasks, CLOSE_WAIT, |tasks| {
+                tasks
+                    .get(&self.id)
+                    .and_then(|live| live.first())
+                    .is_some_and(|&first| first < self.generation)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        if waited.timed_out() {
+            return Err(StorageError::StillClosing(CLOSE_WAIT));
         }
         Ok(())
     }
 
-    /// Deletes the object's alarm in a transaction of its own, then its index entry.
-    fn clear_alarm(&mut self) -> Result<(), EventError> {
+    /// Drops the live instance, if any, keeping its database with the actor.
+    fn drop_instance(&mut self) {
         if let Some(live) = self.live.take() {
             self.database = Some(live.into_database());
         }
+    }
+
+    /// Deletes the object's alarm in a transaction of its own, then its index entry.
+    fn clear_alarm(&mut self) -> Result<(), EventError> {
+        self.drop_instance();
         self.open_database()?;
         let database = self.database.as_mut().expect("opened above");
         database.begin_event(None)?;

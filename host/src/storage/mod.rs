@@ -312,6 +312,11 @@ impl SyncFile {
         Ok(Self::new(fs::File::open(path)?))
     }
 
+    /// The WAL of the database at `db`.
+    fn open_wal(db: &Path) -> std::io::Result<Arc<Self>> {
+        Self::open(&create::sidecar(db, "-wal"))
+    }
+
     fn new(file: fs::File) -> Arc<Self> {
         Arc::new(Self {
             file,
@@ -402,31 +407,28 @@ impl SqlStore {
             );
             created = create::write_new(path, template).map_err(create_err)?;
         }
-        let written = created.is_some();
-        if written {
-            new_dirs.push(dir.to_path_buf());
-        }
+        // The file's entry in its directory: new, or (an existing file) possibly never synced.
+        new_dirs.push(dir.to_path_buf());
         // SQLite creates the WAL when it opens the file: a new directory entry as well. (Only
         // a missing WAL counts as fresh: an emptied one may still hold older frames on disk,
         // and SQLite's own sync of a restarted WAL's header is what keeps them out.)
         let fresh_wal = !create::sidecar(path, "-wal").exists();
         let db_file = match created {
-            Some(file) => Some(SyncFile::new(file)),
+            Some(file) => SyncFile::new(file),
             // An existing file is synced with the first sync too, with its directory: the
             // last close synced it only if its checkpoint copied anything (an object made on
             // demand that never committed was not), and a process that was killed did not
             // close it at all. Opened before the connection, and kept until after it closes.
             None => {
-                // The object's directory and its entry in its shard, which a killed process
-                // may have made and never synced.
-                new_dirs.push(dir.to_path_buf());
+                // And the directory's entry in its shard, which a killed process may have made
+                // and never synced.
                 new_dirs.extend(dir.parent().map(Path::to_path_buf));
-                Some(SyncFile::open(path).map_err(create_err)?)
+                SyncFile::open(path).map_err(create_err)?
             }
         };
         new_dirs.sort();
         new_dirs.dedup();
-        Self::open_file(path, config, new_dirs, fresh_wal, db_file)
+        Self::open_file(path, config, new_dirs, fresh_wal, Some(db_file))
     }
 
     /// Opens a database made from a spare (see [`spares`]): the whole template and a WAL of
@@ -610,7 +612,7 @@ impl SqlStore {
         // Now, before anything can sync the WAL through SQLite's own descriptor (see
         // `SyncFile`); reading the database made SQLite open (or create) it. If this fails, the
         // first sync tries again.
-        let wal_file = SyncFile::open(&create::sidecar(path, "-wal"))
+        let wal_file = SyncFile::open_wal(path)
             .inspect_err(
                 |e| tracing::warn!(path = %path.display(), "cannot open the WAL to sync it: {e}"),
             )
@@ -735,7 +737,7 @@ impl SqlStore {
     fn sync_job(&mut self) -> SyncJob {
         let wal = match &self.wal_file {
             Some(wal) => Ok(wal.clone()),
-            None => match SyncFile::open(&create::sidecar(&self.path, "-wal")) {
+            None => match SyncFile::open_wal(&self.path) {
                 Ok(wal) => {
                     self.wal_file = Some(wal.clone());
                     Ok(wal)
