@@ -201,14 +201,14 @@ fn conformance_host_idle_after(data: &std::path::Path, idle: &str) -> (Host, Soc
     (host, admin)
 }
 
-/// Waits (up to 15 s) until no object is live: an evicted object's actor closes its database,
-/// a checkpoint and a sync, before the gauge drops.
+/// Waits (up to 15 s) until no object is live.
 fn wait_until_no_object_is_live(admin: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(admin, "dohost_live_objects") != 0.0 {
-        assert!(Instant::now() < deadline, "objects still live after 15 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_for_live_objects(
+        admin,
+        |live| live == 0.0,
+        Duration::from_secs(15),
+        "no object live",
+    );
 }
 
 #[test]
@@ -293,11 +293,12 @@ fn the_live_object_cap_evicts_the_least_recently_used() {
     }
     // An evicted object's actor closes its database after it leaves the registry, so the
     // gauge reaches the cap a moment after the last request.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(admin, "dohost_live_objects") > 4.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(metric(admin, "dohost_live_objects") <= 4.0);
+    support::wait_for_live_objects(
+        admin,
+        |live| live <= 4.0,
+        Duration::from_secs(5),
+        "at most 4 objects live",
+    );
     assert!(
         metric(
             admin,

@@ -365,14 +365,12 @@ fn malformed_components_fail_at_start_with_a_clear_message() {
 /// Waits (up to 30 s) until the host at `admin` has `count` live objects: the last one's
 /// event has then been dispatched (its request read), and is running or about to.
 fn wait_for_live_objects(admin: std::net::SocketAddr, count: f64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while support::metric(admin, "dohost_live_objects") < count {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not dispatched in 30 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    support::wait_for_live_objects(
+        admin,
+        |live| live >= count,
+        std::time::Duration::from_secs(30),
+        "dispatched",
+    );
 }
 
 #[test]
@@ -608,11 +606,12 @@ fn a_live_object_database_is_locked_against_other_processes() {
         read.as_ref().is_err_and(|e| e.contains("locked")),
         "made on demand: {read:?}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while support::metric(admin, "dohost_live_objects") != 0.0 {
-        assert!(std::time::Instant::now() < deadline, "never evicted");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_for_live_objects(
+        admin,
+        |live| live == 0.0,
+        std::time::Duration::from_secs(15),
+        "evicted",
+    );
     assert_eq!(client.post("/c/increment", "{}").status, 200);
     let read = readable_by_another_process(&db);
     assert!(

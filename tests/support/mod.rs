@@ -420,6 +420,23 @@ pub fn metric(admin: SocketAddr, line_start: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {line_start} in\n{text}"))
 }
 
+/// Waits until the live-object gauge at `admin` satisfies `done`, for at most `within`
+/// (then fails, saying `what` did not happen). An evicted object's actor closes its database,
+/// a checkpoint and a sync, before the gauge drops; a new object counts once its event has
+/// been dispatched.
+pub fn wait_for_live_objects(
+    admin: SocketAddr,
+    done: impl Fn(f64) -> bool,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + within;
+    while !done(metric(admin, "dohost_live_objects")) {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether the server has answered (or closed) `stream`, without waiting.
 pub fn answered(stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
