@@ -331,6 +331,57 @@ fn compiled_components_are_cached_across_restarts() {
 }
 
 #[test]
+fn an_object_reactivated_while_its_evicted_instance_closes_sees_all_its_writes() {
+    // One live object at a time: a request to `other` evicts `big` (unless it is still
+    // finishing its last event), whose actor then
+    // closes its database (a checkpoint of megabytes) while the next request to `big` starts
+    // a new actor. That one waits for the close (without holding a thread) and then sees
+    // every acknowledged write.
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start_with_log(
+        &guest("conformance"),
+        data.path(),
+        &["--max-instances", "1"],
+        "info,dohost::registry=debug",
+    );
+    let mut client = host.client();
+    client
+        .run("big", json!([exec("CREATE TABLE t (v BLOB)")]))
+        .results();
+    client
+        .run("other", json!([exec("CREATE TABLE t (v)")]))
+        .results();
+    for round in 1..=12 {
+        let results = client
+            .run(
+                "big",
+                json!([
+                    exec("INSERT INTO t VALUES (randomblob(2000000))"),
+                    exec("SELECT count(*) FROM t"),
+                ]),
+            )
+            .results();
+        assert_eq!(
+            results[1]["ok"]["rows"][0][0]["value"],
+            json!(round.to_string()),
+            "round {round}: {results:?}"
+        );
+        client
+            .run("other", json!([exec("INSERT INTO t VALUES (1)")]))
+            .results();
+    }
+    assert_eq!(count_rows(&host, "big", "t"), 12);
+    assert_eq!(count_rows(&host, "other", "t"), 12);
+    // The test is about that overlap: it happened (a close takes milliseconds, the next
+    // request comes within one).
+    let waits = host
+        .log()
+        .matches("waiting for the object's previous instance to close")
+        .count();
+    assert!(waits >= 1, "no activation overlapped a close");
+}
+
+#[test]
 fn many_busy_objects_over_the_cap_all_get_served() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("game-room"), data.path(), &["--max-instances", "4"]);

@@ -188,12 +188,13 @@ struct Shared {
     /// Actor tasks per object ID that have not ended (an ended task has closed the object's
     /// database), by the generation they were started in. Evicting an object takes it out of
     /// `actors` before its task has closed the database, so a new actor of the same ID may
-    /// start meanwhile: it waits for the earlier generations to end before it opens the
-    /// database ([`Actor::open_database`]), so that one connection at a time has the files and
-    /// the new one sees them as the close left them. (Only earlier ones: an earlier actor
-    /// never waits for a later one.)
+    /// start meanwhile: its task waits (asynchronously, holding no thread) for the earlier
+    /// generations to end before any event of it runs ([`Actor::run`]), so that one
+    /// connection at a time has the files and the new one sees them as the close left them.
+    /// (Only earlier ones: an earlier actor never waits for a later one.)
     tasks: Mutex<HashMap<ObjectId, BTreeSet<u64>>>,
-    task_ended: std::sync::Condvar,
+    /// Signalled whenever an actor task ends (its generation leaves `tasks`).
+    task_ended: Notify,
     /// Source of actor generations.
     generations: AtomicU64,
 }
@@ -207,20 +208,20 @@ struct TaskGuard {
 }
 
 impl TaskGuard {
-    fn new(shared: &Arc<Shared>, id: ObjectId) -> Self {
+    /// A new generation for `id`, and whether an earlier actor of `id` has yet to end.
+    fn new(shared: &Arc<Shared>, id: ObjectId) -> (Self, bool) {
         let generation = shared.generations.fetch_add(1, Ordering::Relaxed);
-        shared
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id)
-            .or_default()
-            .insert(generation);
-        Self {
+        let mut tasks = shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let live = tasks.entry(id).or_default();
+        live.insert(generation);
+        let earlier = live.first().is_some_and(|&first| first < generation);
+        drop(tasks);
+        let guard = Self {
             shared: shared.clone(),
             id,
             generation,
-        }
+        };
+        (guard, earlier)
     }
 }
 
@@ -234,7 +235,37 @@ impl Drop for TaskGuard {
             }
         }
         drop(tasks);
-        self.shared.task_ended.notify_all();
+        self.shared.task_ended.notify_waiters();
+    }
+}
+
+impl Shared {
+    /// Whether an actor of `id` started before `generation` has yet to end.
+    fn earlier_actor_live(&self, id: &ObjectId, generation: u64) -> bool {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .and_then(|live| live.first())
+            .is_some_and(|&first| first < generation)
+    }
+
+    /// Waits until every actor of `id` started before `generation` has ended (closed the
+    /// database), for up to [`CLOSE_WAIT`]; whether they have.
+    async fn earlier_actors_ended(&self, id: &ObjectId, generation: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        loop {
+            let ended = self.task_ended.notified();
+            tokio::pin!(ended);
+            // Registered before the check: an end between the check and the wait is not missed.
+            ended.as_mut().enable();
+            if !self.earlier_actor_live(id, generation) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return !self.earlier_actor_live(id, generation);
+            }
+        }
     }
 }
 
@@ -272,7 +303,7 @@ impl ObjectRegistry {
                 metrics: Arc::new(Metrics::default()),
                 rt: Handle::current(),
                 tasks: Mutex::new(HashMap::new()),
-                task_ended: std::sync::Condvar::new(),
+                task_ended: Notify::new(),
                 generations: AtomicU64::new(0),
             }),
             minter,
@@ -600,26 +631,37 @@ fn evict_least_recently_used(actors: &mut HashMap<ObjectId, ActorHandle>) -> boo
 }
 
 fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
-    let guard = TaskGuard::new(shared, id);
+    let (guard, after_earlier) = TaskGuard::new(shared, id);
     let generation = guard.generation;
     let (queue, inbox) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let queued_handle = queued.clone();
     let busy = Arc::new(AtomicBool::new(false));
     let last_used = Arc::new(AtomicU64::new(shared.tick.fetch_add(1, Ordering::Relaxed)));
+    let state = Actor {
+        shared: shared.clone(),
+        id,
+        generation,
+        name: None,
+        name_stored: false,
+        database: None,
+        live: None,
+    };
+    // After an earlier actor of the object: the task keeps the state until that one has
+    // ended, so no dispatcher can run an event with it before (the events queue meanwhile).
+    let (parked, first) = if after_earlier {
+        (None, Some(state))
+    } else {
+        (
+            Some(Parked {
+                actor: state,
+                held: Vec::new(),
+            }),
+            None,
+        )
+    };
     let slot = Arc::new(Slot {
-        state: Mutex::new(Some(Parked {
-            actor: Actor {
-                shared: shared.clone(),
-                id,
-                generation,
-                name: None,
-                name_stored: false,
-                database: None,
-                live: None,
-            },
-            held: Vec::new(),
-        })),
+        state: Mutex::new(parked),
         put_at: Mutex::new(Instant::now()),
         returned: Notify::new(),
         poisoned: AtomicBool::new(false),
@@ -630,7 +672,17 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     let (busy_flag, used, parked) = (busy.clone(), last_used.clone(), slot.clone());
     let task = shared.rt.spawn(async move {
         let _guard = guard;
-        Actor::run(ended.clone(), id, parked, inbox, queued, busy_flag, used).await;
+        Actor::run(
+            ended.clone(),
+            id,
+            parked,
+            first,
+            inbox,
+            queued,
+            busy_flag,
+            used,
+        )
+        .await;
         ended.metrics.live_objects.fetch_sub(1, Ordering::Relaxed);
         ended.running.fetch_sub(1, Ordering::AcqRel);
         ended.actor_ended.notify_waiters();
@@ -676,18 +728,30 @@ impl Actor {
     /// while others wait in the queue; the sync happens when the queue is empty (or the batch
     /// is full), so concurrent writers to one object share one fsync and no response leaves
     /// before its writes are on disk.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         shared: Arc<Shared>,
         id: ObjectId,
         slot: Arc<Slot>,
+        first: Option<Actor>,
         mut inbox: mpsc::UnboundedReceiver<Envelope>,
         queued: Arc<AtomicUsize>,
         busy: Arc<AtomicBool>,
         last_used: Arc<AtomicU64>,
     ) {
-        // The state starts in the slot; the task holds it (`actor`) from when it takes up
+        // The state starts in the slot, or with the task (`first`) while an earlier actor of
+        // the object closes its database; the task holds it (`actor`) from when it takes up
         // events until it is idle again.
-        let mut actor: Option<Actor> = None;
+        let mut actor: Option<Actor> = first;
+        if actor.is_some() {
+            tracing::debug!(object = %id, "waiting for the object's previous instance to close its database");
+        }
+        if let Some(state) = &actor
+            && !shared.earlier_actors_ended(&id, state.generation).await
+        {
+            // Its events fail (`StillClosing`, see `open_database`) until that one has ended.
+            tracing::warn!(object = %id, "the object's previous instance is still closing its database after {CLOSE_WAIT:?}");
+        }
         let idle = shared.config.idle_timeout;
         let mut held: Vec<(Reply_, Outcome)> = Vec::new();
         let mut wait = idle;
@@ -1044,29 +1108,14 @@ impl Actor {
     }
 
     /// Opens the object's database into `self.database` unless the actor holds it already,
-    /// once an earlier actor of the object has closed it (see [`Shared::tasks`]).
+    /// if no earlier actor of the object still has it (see [`Shared::tasks`]: the actor's
+    /// task has waited for those before it ran any event).
     fn open_database(&mut self) -> Result<(), StorageError> {
         if self.database.is_none() {
-            self.wait_for_earlier_actors()?;
+            if self.shared.earlier_actor_live(&self.id, self.generation) {
+                return Err(StorageError::StillClosing(CLOSE_WAIT));
+            }
             self.database = Some(self.shared.databases.open(&self.id, self.name.as_deref())?);
-        }
-        Ok(())
-    }
-
-    fn wait_for_earlier_actors(&self) -> Result<(), StorageError> {
-        let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        let (_tasks, waited) = self
-            .shared
-            .task_ended
-            .wait_timeout_while(tasks, CLOSE_WAIT, |tasks| {
-                tasks
-                    .get(&self.id)
-                    .and_then(|live| live.first())
-                    .is_some_and(|&first| first < self.generation)
-            })
-            .unwrap_or_else(|e| e.into_inner());
-        if waited.timed_out() {
-            return Err(StorageError::StillClosing(CLOSE_WAIT));
         }
         Ok(())
     }
