@@ -173,8 +173,10 @@ pub enum EventError {
     Limit(LimitHit),
     #[error("the object could not be started: {0}")]
     Activation(String),
-    /// No instance slot came free in time (`--max-instances` live objects, none idle).
-    #[error("the host is at its live-object limit; try again: {0}")]
+    /// The event did not run and may be sent again: no instance slot came free in time
+    /// (`--max-instances` live objects, none idle), or the object's previous instance is
+    /// still closing its database.
+    #[error("{0}; try again")]
     Busy(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
@@ -239,7 +241,10 @@ impl LiveObject {
                 Err(e) => {
                     let sql = store.into_data().sql;
                     let err = if pool_exhausted(&e) {
-                        EventError::Busy(describe_trap(&e))
+                        EventError::Busy(format!(
+                            "the host is at its live-object limit: {}",
+                            describe_trap(&e)
+                        ))
                     } else {
                         EventError::Activation(describe_trap(&e))
                     };

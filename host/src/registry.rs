@@ -272,6 +272,14 @@ impl Shared {
 /// How long a new actor waits for an earlier actor of its object to close the database.
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
+/// An event refused because the object's previous (evicted) actor has not closed its
+/// database within [`CLOSE_WAIT`].
+fn still_closing() -> EventError {
+    EventError::Busy(format!(
+        "the object's previous instance is still closing its database after {CLOSE_WAIT:?}"
+    ))
+}
+
 /// Routes events to objects of one class.
 #[derive(Clone)]
 pub struct ObjectRegistry {
@@ -743,14 +751,21 @@ impl Actor {
         // the object closes its database; the task holds it (`actor`) from when it takes up
         // events until it is idle again.
         let mut actor: Option<Actor> = first;
-        if actor.is_some() {
+        if let Some(generation) = actor.as_ref().map(|state| state.generation) {
             tracing::debug!(object = %id, "waiting for the object's previous instance to close its database");
-        }
-        if let Some(state) = &actor
-            && !shared.earlier_actors_ended(&id, state.generation).await
-        {
-            // Its events fail (`StillClosing`, see `open_database`) until that one has ended.
-            tracing::warn!(object = %id, "the object's previous instance is still closing its database after {CLOSE_WAIT:?}");
+            // The events that arrive meanwhile queue (the state is not in the slot to lend);
+            // each waits for up to `CLOSE_WAIT`, then is refused unrun.
+            while !shared.earlier_actors_ended(&id, generation).await {
+                tracing::warn!(object = %id, "the object's previous instance is still closing its database after {CLOSE_WAIT:?}");
+                while let Ok(envelope) = inbox.try_recv() {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    let _ = envelope.reply.send(Err(still_closing()));
+                }
+                if inbox.is_closed() {
+                    // Removed (shutdown, `evict`): nothing left to run.
+                    break;
+                }
+            }
         }
         let idle = shared.config.idle_timeout;
         let mut held: Vec<(Reply_, Outcome)> = Vec::new();
@@ -1110,10 +1125,10 @@ impl Actor {
     /// Opens the object's database into `self.database` unless the actor holds it already,
     /// if no earlier actor of the object still has it (see [`Shared::tasks`]: the actor's
     /// task has waited for those before it ran any event).
-    fn open_database(&mut self) -> Result<(), StorageError> {
+    fn open_database(&mut self) -> Result<(), EventError> {
         if self.database.is_none() {
             if self.shared.earlier_actor_live(&self.id, self.generation) {
-                return Err(StorageError::StillClosing(CLOSE_WAIT));
+                return Err(still_closing());
             }
             self.database = Some(self.shared.databases.open(&self.id, self.name.as_deref())?);
         }

@@ -184,8 +184,6 @@ pub enum StorageError {
          data directory"
     )]
     InUse { dir: PathBuf, holder: String },
-    #[error("the object's previous instance is still closing its database after {0:?}; try again")]
-    StillClosing(std::time::Duration),
     #[error("the host is shutting down: its data directory is closed")]
     Closed,
     #[error(
