@@ -310,6 +310,38 @@ fn a_second_host_on_the_same_data_directory_is_refused() {
 }
 
 #[test]
+fn a_renamed_component_is_refused_on_another_class_data_directory() {
+    // The class comes from the file name and is part of every ID: a component renamed
+    // between deployments must not serve the data directory as another class (new empty
+    // objects for every name, every pending alarm dropped).
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(&guest("counter"), data.path(), &[]);
+    assert_eq!(host.client().post("/c/increment", "").status, 200);
+    assert_eq!(host.stop(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("counter-v2.wasm");
+    std::fs::copy(guest("counter"), &renamed).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .arg("run")
+        .arg(&renamed)
+        .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(support::workspace_root().join("target/test-cache"))
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "served another class: {stderr}");
+    assert!(
+        stderr.contains("holds objects of class \"counter\"")
+            && stderr.contains("pass --class counter"),
+        "{stderr}"
+    );
+    let host = Host::start(&renamed, data.path(), &["--class", "counter"]);
+    assert_eq!(host.client().get("/c/value").json()["value"], 1);
+}
+
+#[test]
 fn malformed_components_fail_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let real = std::fs::read(guest("counter")).unwrap();

@@ -109,7 +109,7 @@ impl IdMinter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; ID_LEN];
                 rand::rng().fill_bytes(&mut key);
-                write_key(path, &key).map_err(err)?;
+                crate::storage::write_durably(path, &key).map_err(err)?;
                 Ok(Self { key })
             }
             Err(e) => Err(err(e)),
@@ -170,20 +170,6 @@ fn hmac_eq(a: &[u8], b: &[u8]) -> bool {
 /// Writes a new key file whole or not at all: to a temporary file, synced, renamed into
 /// place, and the directory synced (a crash mid-write must not leave a short key, which
 /// would stop the host from starting).
-fn write_key(path: &Path, key: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    let _ = fs::remove_file(&tmp);
-    crate::storage::write_new_synced(&tmp, key)?;
-    fs::rename(&tmp, path).inspect_err(|_| drop(fs::remove_file(&tmp)))?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

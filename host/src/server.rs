@@ -1,7 +1,7 @@
 //! Wiring: a whole host (engine, class, registry, ingress) from one [`ServerConfig`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +135,7 @@ impl Server {
         create_data_dir(&config)?;
         // First: it takes the data directory's lock, so no other host works in it meanwhile.
         let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
+        check_data_class(&config.data_dir, runtime.class.name())?;
         let minter = IdMinter::load_or_create(&config.data_dir.join("id.key"))?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -215,6 +216,32 @@ impl Server {
         }
         registry.shutdown().await;
         tracing::info!("all objects closed");
+    }
+}
+
+/// Refuses a data directory whose objects belong to another class than `class`, recorded in
+/// `<data>/class` by the first host that served it. Object IDs belong to a class (it is part
+/// of every ID), so a component renamed between deployments (`room-v2.wasm`) would otherwise
+/// serve new, empty objects for every name, refuse every stored ID, and drop every pending
+/// alarm as belonging to an unknown object.
+fn check_data_class(data_dir: &Path, class: &str) -> anyhow::Result<()> {
+    let path = data_dir.join("class");
+    match std::fs::read_to_string(&path) {
+        Ok(recorded) if recorded.trim() == class => Ok(()),
+        Ok(recorded) => anyhow::bail!(
+            "the data directory {} holds objects of class {:?} (see {}), but this component \
+             serves class {class:?} (the file name without .wasm, or --class): pass --class {} \
+             to serve its objects, or use another --data",
+            data_dir.display(),
+            recorded.trim(),
+            path.display(),
+            recorded.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::storage::write_durably(&path, format!("{class}\n").as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 

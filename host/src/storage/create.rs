@@ -98,6 +98,23 @@ pub(super) fn write_new(path: &Path, template: &[u8]) -> io::Result<Option<fs::F
     Ok(Some(file))
 }
 
+/// Creates or replaces the file at `path` with `bytes` (private to the host's user) so that a
+/// crash leaves either the old file or the whole new one: written to a temporary file and
+/// synced, renamed into place, and the directory synced.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    write_new_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path).inspect_err(|_| drop(fs::remove_file(&tmp)))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)?.sync_all()
+}
+
 /// Writes `bytes` to a new file at `path` (private to the host's user) and syncs it.
 pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = fs::OpenOptions::new()

@@ -25,7 +25,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStatus};
 
-pub(crate) use self::create::write_new_synced;
+pub(crate) use self::create::write_durably;
 use self::security::GuestMode;
 pub use self::security::{RESERVED_PREFIX, is_reserved};
 pub use self::spares::{Databases, database_path};
