@@ -67,12 +67,27 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
     // Consecutive attempts per object that failed before reaching its handler (the object
     // overloaded, the host shutting down, ...): they push the entry back, doubling each time.
     let stalled: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    // Entries that are still as they were dispatched after their attempt, because no write to
+    // the index took (a full disk, say): not sent again before the time held here, so that a
+    // handler does not run again and again at once (see `hold_if_unchanged`).
+    let held: Arc<Mutex<HashMap<String, Held>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     loop {
         let now = now_ms();
+        held.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, h| h.until > now);
         match index.due(now, 1024) {
             Ok(due) => {
                 for alarm in due {
+                    let is_held = held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&alarm.id)
+                        .is_some_and(|h| h.at == alarm.at && h.retry == alarm.retry);
+                    if is_held {
+                        continue;
+                    }
                     if !in_flight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -80,12 +95,13 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                     {
                         continue;
                     }
-                    let (registry, index, in_flight, permits, stalled) = (
+                    let (registry, index, in_flight, permits, stalled, held) = (
                         registry.clone(),
                         index.clone(),
                         in_flight.clone(),
                         permits.clone(),
                         stalled.clone(),
+                        held.clone(),
                     );
                     tokio::spawn(async move {
                         let _permit = permits.acquire_owned().await;
@@ -112,21 +128,31 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                                     .remove(&alarm.id)
                                     .unwrap_or(0)
                                     .saturating_add(1);
-                                if failed {
-                                    let config = registry.alarm_config().clone();
-                                    let (index, entry) = (index.clone(), alarm.clone());
-                                    let moved = tokio::task::spawn_blocking(move || {
-                                        push_back_if_unchanged(&index, &id, &entry, &config, stalls)
-                                    })
-                                    .await
-                                    .unwrap_or(false);
-                                    if moved {
-                                        stalled
-                                            .lock()
-                                            .unwrap_or_else(|e| e.into_inner())
-                                            .insert(alarm.id.clone(), stalls);
-                                    }
+                                let config = registry.alarm_config().clone();
+                                let (index, entry) = (index.clone(), alarm.clone());
+                                let (moved, hold) = tokio::task::spawn_blocking(move || {
+                                    let moved = failed
+                                        && push_back_if_unchanged(
+                                            &index, &id, &entry, &config, stalls,
+                                        );
+                                    (
+                                        moved,
+                                        hold_if_unchanged(&index, &id, &entry, &config, stalls),
+                                    )
+                                })
+                                .await
+                                .unwrap_or((false, None));
+                                if moved || hold.is_some() {
+                                    stalled
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .insert(alarm.id.clone(), stalls);
                                 }
+                                let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+                                match hold {
+                                    Some(hold) => held.insert(alarm.id.clone(), hold),
+                                    None => held.remove(&alarm.id),
+                                };
                             }
                             Err(e) => {
                                 tracing::warn!(object = %alarm.id, "dropping alarm of an unknown object: {e}");
@@ -152,6 +178,39 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
             () = index.changed.notified() => {}
         }
     }
+}
+
+/// An index entry the scheduler does not send before `until` (ms since the epoch) while it
+/// is still `(at, retry)`.
+struct Held {
+    at: i64,
+    retry: u32,
+    until: i64,
+}
+
+/// After an attempt (whatever its outcome): if the entry is still exactly the one dispatched,
+/// neither the object's actor (which removes or reschedules it) nor
+/// [`push_back_if_unchanged`] could write the index (a full disk, say), and it would be sent
+/// again at once, and again, its handler running each time. Then it is held back in memory
+/// for [`AlarmConfig::backoff`]`(stalls)`. (A handler that set its alarm to the very time it
+/// fired at, with no retry pending, is held back too: the entry cannot tell the two apart.)
+fn hold_if_unchanged(
+    index: &AlarmIndex,
+    id: &crate::id::ObjectId,
+    alarm: &super::index::DueAlarm,
+    config: &AlarmConfig,
+    stalls: u32,
+) -> Option<Held> {
+    if index.get(id).ok().flatten() != Some((alarm.at, alarm.retry)) {
+        return None;
+    }
+    let delay = config.backoff(stalls).max(Duration::from_secs(1));
+    tracing::warn!(object = %alarm.id, "the alarm index could not be updated after the alarm's attempt; not sending it again for {delay:?}");
+    Some(Held {
+        at: alarm.at,
+        retry: alarm.retry,
+        until: now_ms().saturating_add(delay.as_millis() as i64),
+    })
 }
 
 /// After a failed attempt that the object's actor did not reschedule (it never reached the
@@ -216,6 +275,32 @@ mod tests {
         push_back_if_unchanged(&index, &id, &due, &config, 30);
         let (at, _) = index.get(&id).unwrap().unwrap();
         assert!(at <= now_ms() + MAX_RETRY_DELAY.as_millis() as i64, "{at}");
+    }
+
+    /// An entry left as dispatched after its attempt (no write to the index took) is held back
+    /// in memory, doubling; one the attempt moved or removed is not.
+    #[test]
+    fn entries_no_write_could_move_are_held_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = AlarmIndex::open(&dir.path().join("alarms.sqlite3")).unwrap();
+        let id = crate::id::IdMinter::with_key([1; 32])
+            .from_name("c", "a")
+            .unwrap();
+        let past = now_ms() - 1_000;
+        index.upsert(&id, None, past, 0).unwrap();
+        let due = index.due(now_ms(), 10).unwrap().remove(0);
+        let config = AlarmConfig::default();
+        let held = hold_if_unchanged(&index, &id, &due, &config, 1).expect("held");
+        assert_eq!((held.at, held.retry), (past, 0));
+        assert!(held.until >= now_ms() + 1_500 && held.until <= now_ms() + 2_000);
+        let held = hold_if_unchanged(&index, &id, &due, &config, 3).expect("held");
+        assert!(held.until >= now_ms() + 7_500 && held.until <= now_ms() + 8_000);
+        // Rescheduled by the actor: not held.
+        index.upsert(&id, None, past, 1).unwrap();
+        assert!(hold_if_unchanged(&index, &id, &due, &config, 1).is_none());
+        // Removed (the handler ran and the alarm is done): not held.
+        index.remove(&id).unwrap();
+        assert!(hold_if_unchanged(&index, &id, &due, &config, 1).is_none());
     }
 
     #[test]
