@@ -132,7 +132,7 @@ struct RunArgs {
     max_instances: u32,
     /// Hosts objects may fetch from: `host`, `host:port` or `*.domain` (repeat or separate with
     /// commas) [default: any public host].
-    #[arg(long = "fetch-allow", value_delimiter = ',')]
+    #[arg(long = "fetch-allow", value_delimiter = ',', value_parser = dohost::fetch::check_allow_entry)]
     fetch_allow: Vec<String>,
     /// Let objects fetch from loopback, private and link-local addresses (off by default to
     /// prevent server-side request forgery; checked after DNS resolution).

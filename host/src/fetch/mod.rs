@@ -21,7 +21,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use self::policy::{FetchPolicy, is_public};
+pub use self::policy::{FetchPolicy, check_allow_entry, is_public};
 use crate::bindings::fetch::{self, FetchError};
 use crate::bindings::http_types::{Request, Response};
 use crate::metrics::Metrics;
@@ -97,20 +97,32 @@ impl OutboundHttp {
         }
     }
 
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, FetchFailure> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| FetchFailure::Other("fetch permits closed".into()))
+    /// One of the object's fetch slots, waiting for one until `deadline` (the request's own:
+    /// the wait counts against its timeout). A `wasi:http` response holds its slot until its
+    /// body is read or dropped, so a guest that keeps unread responses could otherwise wait
+    /// here forever, its event with it.
+    async fn permit(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<OwnedSemaphorePermit, FetchFailure> {
+        match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
+            Ok(permit) => permit.map_err(|_| FetchFailure::Other("fetch permits closed".into())),
+            Err(_) => Err(FetchFailure::Other(format!(
+                "no fetch slot came free within {:?}: this object already has {} requests in \
+                 flight (an unread wasi:http response body holds its slot until it is read or \
+                 dropped)",
+                self.policy.timeout, self.policy.max_concurrent
+            ))),
+        }
     }
 
     /// The guest `fetch` interface: the whole response, body included.
     pub async fn fetch(&self, request: Request) -> Result<Response, FetchFailure> {
-        let _permit = self.permit().await?;
+        let deadline = tokio::time::Instant::now() + self.policy.timeout;
+        let _permit = self.permit(deadline).await?;
         let started = Instant::now();
         let policy = self.policy.clone();
-        let outcome = tokio::time::timeout(policy.timeout, async {
+        let outcome = tokio::time::timeout_at(deadline, async {
             let response = client::send(&policy, to_hyper(request)?).await?;
             let status = response.status().as_u16();
             let headers = header_pairs(response.headers());
@@ -218,10 +230,10 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutboundHttp {
     > {
         let this = self.clone();
         Box::new(async move {
-            let permit = this.permit().await?;
-            let started = Instant::now();
             let policy = this.policy.clone();
             let deadline = tokio::time::Instant::now() + policy.timeout;
+            let permit = this.permit(deadline).await?;
+            let started = Instant::now();
             let sent = tokio::time::timeout_at(deadline, client::send(&policy, request))
                 .await
                 .unwrap_or(Err(FetchFailure::Timeout(policy.timeout)));
@@ -295,5 +307,41 @@ impl Body for CappedBody {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fetch that finds every one of its object's slots held (unread `wasi:http` response
+    /// bodies, say) fails once its own timeout has passed, rather than waiting forever.
+    #[tokio::test]
+    async fn a_fetch_waits_for_a_slot_only_within_its_timeout() {
+        let policy = FetchPolicy {
+            timeout: std::time::Duration::from_millis(200),
+            max_concurrent: 1,
+            ..FetchPolicy::default()
+        };
+        let outbound = OutboundHttp::new(Arc::new(policy), Arc::new(Metrics::default()));
+        let _held = outbound.permits.clone().acquire_owned().await.unwrap();
+        let started = Instant::now();
+        let request = Request {
+            method: "GET".into(),
+            url: "http://example.com/".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        let failure = outbound.fetch(request).await.expect_err("no slot");
+        assert!(
+            failure.to_string().contains("no fetch slot came free"),
+            "{failure}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(200)
+                && waited < std::time::Duration::from_secs(5),
+            "{waited:?}"
+        );
     }
 }

@@ -66,14 +66,11 @@ impl FetchPolicy {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         self.allow.iter().map(String::as_str).filter(move |rule| {
-            let rule = rule.to_ascii_lowercase();
-            let (rule_host, rule_port) = match rule.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
-                    (h.to_string(), p.parse::<u16>().ok())
-                }
-                _ => (rule.clone(), None),
+            let Some((rule_host, rule_port)) = split_entry(rule) else {
+                // A port that is not a port (`api.x:https`): the entry matches nothing, rather
+                // than every port.
+                return false;
             };
-            let rule_host = rule_host.trim_start_matches('[').trim_end_matches(']');
             let host_ok = match rule_host.strip_prefix("*.") {
                 Some(suffix) => host.ends_with(&format!(".{suffix}")),
                 None => host == rule_host,
@@ -115,6 +112,45 @@ impl FetchPolicy {
         }
         Ok(addrs)
     }
+}
+
+/// An allow-list entry as (lower-case host without brackets, port if one is given); `None`
+/// if its port part is not a port number.
+fn split_entry(rule: &str) -> Option<(String, Option<u16>)> {
+    let rule = rule.to_ascii_lowercase();
+    let (host, port) = match rule.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+            h.to_string(),
+            Some(p.parse::<u16>().ok().filter(|&p| p != 0)?),
+        ),
+        _ => (rule.clone(), None),
+    };
+    Some((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    ))
+}
+
+/// Checks one `--fetch-allow` entry: `host`, `host:port`, `*.domain`, `[v6]:port`. A typo
+/// here would otherwise pass silently (and an exact entry trusts what its host resolves to).
+pub fn check_allow_entry(entry: &str) -> Result<String, String> {
+    let (host, _) = split_entry(entry).ok_or_else(|| {
+        format!("{entry:?}: the part after the last ':' must be a port number (1-65535)")
+    })?;
+    let name = host.strip_prefix("*.").unwrap_or(&host);
+    if name.is_empty()
+        || name.contains(['*', '/', '@', '?', '#', ' '])
+        || name.starts_with('.')
+        || name.ends_with('.')
+    {
+        return Err(format!(
+            "{entry:?} is not a host name, IP address or *.domain (examples: api.example.com, \
+             api.example.com:8443, *.example.com, 10.0.0.5:9000)"
+        ));
+    }
+    Ok(entry.to_string())
 }
 
 /// Whether an address is publicly routable (not loopback, private, link-local, shared,
@@ -234,6 +270,40 @@ mod tests {
             "an exact entry after a wildcard still counts"
         );
         assert!(!both.explicitly_allowed("web.corp.internal", 443));
+        // A port that is not one matches nothing (not every port).
+        let typo = FetchPolicy {
+            allow: vec!["db.internal:https".into(), "api.x:99999".into()],
+            ..FetchPolicy::default()
+        };
+        assert!(!typo.host_allowed("db.internal", 443));
+        assert!(!typo.host_allowed("api.x", 443));
+    }
+
+    #[test]
+    fn allow_entries_are_checked() {
+        for good in [
+            "api.example.com",
+            "api.example.com:8443",
+            "*.example.com",
+            "10.0.0.5:9000",
+            "[::1]:8080",
+            "::1",
+        ] {
+            assert!(check_allow_entry(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "db.internal:https",
+            "api.x:99999",
+            "api.x:0",
+            "",
+            "*",
+            "a.*.example.com",
+            "https://api.example.com",
+            "user@api.example.com",
+            ".example.com",
+        ] {
+            assert!(check_allow_entry(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]
