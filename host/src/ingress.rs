@@ -253,6 +253,7 @@ impl App {
             Err(err) => {
                 let status = err.status();
                 if status.is_server_error() {
+                    let err = crate::logs::log_safe(&err.to_string());
                     tracing::warn!(%peer, %method, %path, status = status.as_u16(), "{err}");
                 }
                 error_response(&err)
@@ -305,7 +306,7 @@ impl App {
         {
             Reply::Response(response) => Ok(to_http(response)),
             Reply::AlarmDone | Reply::AlarmNotDue => {
-                Err(IngressError::BadRequest("unexpected alarm reply".into()))
+                Err(IngressError::Dispatch(DispatchError::Lost(id)))
             }
         }
     }

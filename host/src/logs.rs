@@ -14,6 +14,28 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 const MAX_LINE: usize = 16 * 1024;
 
+/// Longest error text (which a guest may have written) that goes into one host log line.
+const MAX_ERROR_TEXT: usize = 2 * 1024;
+
+/// `text` (an error that may carry a guest's own message) made fit for one host log line:
+/// control characters (a line break would forge a log line of the host's) escaped, and cut
+/// at 2 KiB, marked.
+pub fn log_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_ERROR_TEXT) + 16);
+    for c in text.chars() {
+        if out.len() >= MAX_ERROR_TEXT {
+            out.push_str("... (cut)");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Which guest stream.
 #[derive(Clone, Copy, Debug)]
 pub enum Stream {
@@ -105,5 +127,19 @@ impl Drop for LineWriter {
         if !self.line.is_empty() {
             self.emit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_text_is_one_bounded_log_line() {
+        assert_eq!(super::log_safe("plain: ok"), "plain: ok");
+        assert_eq!(
+            super::log_safe("a\nINFO forged\r\x1b[31m"),
+            "a\\nINFO forged\\r\\u{1b}[31m"
+        );
+        let long = super::log_safe(&"x".repeat(100_000));
+        assert!(long.len() < 2 * 1024 + 16 && long.ends_with("... (cut)"));
     }
 }

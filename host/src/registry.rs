@@ -1070,6 +1070,7 @@ impl Actor {
             self.live = Some(live);
         } else {
             if let Err(e) = &outcome {
+                let e = crate::logs::log_safe(&e.to_string());
                 tracing::warn!(object = %self.id, "event failed, instance discarded: {e}");
             }
             metrics.record_eviction(Eviction::Failure);
@@ -1090,20 +1091,22 @@ impl Actor {
         let alarms = &shared.alarms;
         let now = now_ms();
         let after = |delay: Duration| now.saturating_add(delay.as_millis() as i64);
+        // The handler's own error text: fit for a log line.
+        let err_text = crate::logs::log_safe(&err.to_string());
         let (at, retry) = if err.is_host_side() {
             // Not the handler's failure: the same attempt again later, its count unchanged;
             // but never later than the alarm the database holds, if the entry was early.
             match self.store().and_then(|db| db.alarm().ok().flatten()) {
                 Some(at) if at > now && at < after(HOST_RETRY_DELAY) => (at, 0),
                 _ => {
-                    tracing::warn!(object = %self.id, "alarm could not run, trying again in {HOST_RETRY_DELAY:?}: {err}");
+                    tracing::warn!(object = %self.id, "alarm could not run, trying again in {HOST_RETRY_DELAY:?}: {err_text}");
                     (after(HOST_RETRY_DELAY), retry)
                 }
             }
         } else {
             let attempt = retry.saturating_add(1);
             if attempt > config.max_retries {
-                tracing::error!(object = %self.id, "alarm dropped after {attempt} failed attempts; last error: {err}");
+                tracing::error!(object = %self.id, "alarm dropped after {attempt} failed attempts; last error: {err_text}");
                 match self.clear_alarm() {
                     Ok(()) => return,
                     Err(e) => {
@@ -1113,7 +1116,7 @@ impl Actor {
                 }
             } else {
                 let delay = config.backoff(attempt);
-                tracing::warn!(object = %self.id, "alarm attempt {attempt} failed, retrying in {delay:?}: {err}");
+                tracing::warn!(object = %self.id, "alarm attempt {attempt} failed, retrying in {delay:?}: {err_text}");
                 (after(delay), attempt)
             }
         };
