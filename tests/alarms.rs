@@ -260,3 +260,46 @@ fn the_index_follows_postponed_and_deleted_alarms() {
     client.run("p", json!([{ "op": "alarmDelete" }])).results();
     assert_eq!(entry(), None);
 }
+
+#[test]
+fn an_early_index_entry_wakes_no_instance() {
+    // The index may be early (a crash between an alarm's move to a later time and the index
+    // following it): the object's database is asked, without starting an instance, and the
+    // entry moves to the database's time.
+    let data = tempfile::tempdir().unwrap();
+    let index = data.path().join("alarms.sqlite3");
+    let later = now_ms() + 120_000;
+    let host = Host::start(&guest("conformance"), data.path(), &[]);
+    host.client()
+        .run("e", json!([{ "op": "alarmSet", "at": later }]))
+        .results();
+    assert_eq!(host.stop(), Some(0));
+    let early = now_ms() - 1_000;
+    rusqlite::Connection::open(&index)
+        .unwrap()
+        .execute("UPDATE alarms SET at = ?1", [early])
+        .unwrap();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let entry = || -> Option<(i64, i64)> {
+        let conn = rusqlite::Connection::open(&index).unwrap();
+        conn.query_row("SELECT at, retry FROM alarms", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while entry() != Some((later, 0)) {
+        assert!(Instant::now() < deadline, "{:?}\n{}", entry(), host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let activations = support::metric(
+        host.admin_addr(),
+        "dohost_activations_total{class=\"conformance\"}",
+    );
+    assert_eq!(activations, 0.0, "an instance was started");
+    assert!(alarm_runs(&mut host.client(), "e").is_empty());
+}

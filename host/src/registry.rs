@@ -1016,6 +1016,12 @@ impl Actor {
     }
 
     fn run_event(&mut self, event: EventKind) -> Result<Reply, EventError> {
+        if matches!(event, EventKind::AlarmDue { .. })
+            && self.live.is_none()
+            && let Some(reply) = self.alarm_not_due()?
+        {
+            return Ok(reply);
+        }
         let rt = self.shared.rt.clone();
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
@@ -1136,6 +1142,29 @@ impl Actor {
             self.database = Some(self.shared.databases.open(&self.id, self.name.as_deref())?);
         }
         Ok(())
+    }
+
+    /// For an alarm sent to an object without a live instance: if the database holds no due
+    /// alarm (the index was early: the alarm was moved or deleted), moves the index entry to
+    /// it and answers [`Reply::AlarmNotDue`] without starting an instance, whose failure to
+    /// start would otherwise count as a failed attempt of an alarm that is not due.
+    fn alarm_not_due(&mut self) -> Result<Option<Reply>, EventError> {
+        self.open_database()?;
+        let database = self.database.as_mut().expect("opened above");
+        let next = database.alarm()?;
+        if next.is_some_and(|at| at <= now_ms()) {
+            return Ok(None);
+        }
+        // The entry follows the database, once what it holds is durable.
+        database.make_durable()?;
+        match next {
+            Some(at) => self
+                .shared
+                .alarms
+                .upsert(&self.id, self.name.as_deref(), at, 0)?,
+            None => self.shared.alarms.remove(&self.id)?,
+        }
+        Ok(Some(Reply::AlarmNotDue))
     }
 
     /// Drops the live instance, if any, keeping its database with the actor.
