@@ -423,3 +423,67 @@ fn many_busy_objects_over_the_cap_all_get_served() {
         t.join().unwrap();
     }
 }
+
+/// A client socket to `addr` with a 4 KiB receive buffer, set before the connection so that
+/// the kernel does not grow it: a response of megabytes fills it at once.
+fn connect_with_small_receive_buffer(addr: SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 expected: {addr}")
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until it is wrapped.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let size: libc::c_int = 4096;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_its_response_is_disconnected() {
+    // Its connection would otherwise hold a slot under --max-connections, and the response
+    // in memory, for good: writes that make no progress for --body-timeout end it.
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start_with_log(
+        &guest("conformance"),
+        data.path(),
+        &["--body-timeout", "1s"],
+        "info,dohost::ingress=debug",
+    );
+    let mut stalled = connect_with_small_receive_buffer(host.addr);
+    let body = json!({ "steps": [exec("SELECT randomblob(8000000)")] }).to_string();
+    let request = format!(
+        "POST /big/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut stalled, request.as_bytes()).unwrap();
+    let log = host.wait_for_log(|log| log.contains("took no response bytes"));
+    assert!(log.contains("took no response bytes for 1s"), "{log}");
+    // Everything else goes on.
+    assert_eq!(host.client().get("/big/ping").status, 200);
+    drop(stalled);
+}

@@ -112,7 +112,8 @@ struct RunArgs {
     /// Largest accepted request body (larger ones get 413).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_body: u64,
-    /// Time a client may take to send a request body once its head arrived (then 408).
+    /// Time a client may take to send a request body once its head arrived (then 408), and
+    /// to take any of a response's bytes (then the connection is closed).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     body_timeout: Duration,
     /// Request bodies held in memory at once across the host, being read or queued with

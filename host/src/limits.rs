@@ -18,7 +18,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Events that may wait for one object before new ones are refused with 503.
     pub max_queued_events: usize,
-    /// How long a client may take to send a request body once its head has arrived.
+    /// How long a client may take to send a request body once its head has arrived, and to
+    /// take any bytes of a response being written to it (then its connection is closed).
     pub body_timeout: Duration,
     /// Request bodies held in memory at once across the host (being read, or queued with
     /// their events), in bytes; a request whose body does not fit gets 503.
