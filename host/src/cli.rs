@@ -279,8 +279,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Raises the soft limit on open files to the hard limit (a common default soft limit, 1,024,
 /// is far below what a host may need), and warns if even that is below what the settings may
 /// use: a descriptor per client connection, up to four per live object (its database and WAL
-/// for SQLite, and the host's own for syncing them), three per spare database, and some for the
-/// rest.
+/// for SQLite, and the host's own for syncing them) plus its outbound fetches' sockets, three
+/// per spare database, and some for the rest.
 fn raise_open_file_limit(config: &ServerConfig) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -305,16 +305,22 @@ fn raise_open_file_limit(config: &ServerConfig) {
             limit = raised;
         }
     }
+    // Outbound fetches: a socket each, up to --fetch-max-concurrent per live object.
+    let per_object = 4 + if config.fetch.enabled {
+        config.fetch.max_concurrent as u64
+    } else {
+        0
+    };
     let need = (config.limits.max_connections as u64)
-        .saturating_add(4 * u64::from(config.max_instances))
+        .saturating_add(per_object.saturating_mul(u64::from(config.max_instances)))
         .saturating_add(3 * config.storage.spare_databases as u64)
         .saturating_add(256);
     if limit.rlim_cur < need {
         tracing::warn!(
             "the open-file limit is {}, and these settings may need up to {need} (--max-connections \
-             + 4 x --max-instances + 3 x --spare-databases + 256): past it, connections and \
-             objects fail to open; raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) \
-             or lower those options",
+             + (4 + --fetch-max-concurrent) x --max-instances + 3 x --spare-databases + 256): \
+             past it, connections, objects and fetches fail to open; raise the limit (ulimit -n, \
+             or LimitNOFILE= in a systemd unit) or lower those options",
             limit.rlim_cur
         );
     }

@@ -39,7 +39,8 @@ use crate::registry::{DispatchError, ObjectRegistry};
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read buffer of a connection: bounds what hyper holds for one request head.
 const MAX_HEAD_BUFFER: usize = 256 * 1024;
-/// Largest total size of a request's header fields, in bytes; more gets 431.
+/// Largest total size of a request's target (path and query) and header fields, in bytes;
+/// more gets 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -55,7 +56,10 @@ pub enum IngressError {
     MethodNotAllowed(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("request headers are larger than the limit of {MAX_HEADER_BYTES} bytes")]
+    #[error(
+        "the request head (target and header fields) is larger than the limit of \
+         {MAX_HEADER_BYTES} bytes"
+    )]
     HeadersTooLarge,
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(Duration),
@@ -276,12 +280,13 @@ impl App {
         &self,
         req: hyper::Request<Incoming>,
     ) -> Result<HttpResponse, IngressError> {
+        let target_bytes = req.uri().path_and_query().map_or(0, |t| t.as_str().len());
         let header_bytes: usize = req
             .headers()
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum();
-        if header_bytes > MAX_HEADER_BYTES {
+        if target_bytes + header_bytes > MAX_HEADER_BYTES {
             return Err(IngressError::HeadersTooLarge);
         }
         let class = self.registry.class().name().to_string();
