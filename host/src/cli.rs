@@ -107,14 +107,14 @@ struct RunArgs {
     #[arg(long, default_value_t = 32)]
     spare_databases: usize,
     /// CPU time limit per event (e.g. 30s, 500ms).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     cpu_limit: Duration,
     /// Largest accepted request body (larger ones get 413).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_body: u64,
     /// Time a client may take to send a request body once its head arrived (then 408), and
     /// to take any of a response's bytes (then the connection is closed).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     body_timeout: Duration,
     /// Request bodies held in memory at once across the host, being read or queued with
     /// their events (a body counts with the bytes received, until its event has run); a
@@ -125,7 +125,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
     /// Evict an object's instance after this long without events.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     idle_timeout: Duration,
     /// Most object instances live at once (sizes the instance pool); past it the least
     /// recently used idle object is evicted.
@@ -143,7 +143,7 @@ struct RunArgs {
     #[arg(long)]
     no_fetch: bool,
     /// Timeout of one outbound fetch (connect, send, response and body).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     fetch_timeout: Duration,
     /// Largest outbound fetch response body.
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
@@ -156,7 +156,7 @@ struct RunArgs {
     admin: Option<SocketAddr>,
     /// Delay before the first retry of a failed alarm handler; it doubles on each further
     /// retry, up to 5 minutes.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     alarm_retry_base: Duration,
     /// Retries of a failed alarm before it is dropped.
     #[arg(long, default_value_t = 6)]
@@ -449,6 +449,16 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Parses durations such as `500ms`, `30s`, `2m`.
+/// A duration above zero: every duration option is a limit or a delay, which zero would turn
+/// into "fail at once" or "retry in a tight loop".
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("must be more than 0 (e.g. 500ms, 30s)".into());
+    }
+    Ok(duration)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     const UNITS: &[(&str, u64)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
     parse_with_unit(text, UNITS, "a duration like 30s", "ms, s or m").map(Duration::from_millis)
