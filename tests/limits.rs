@@ -361,7 +361,7 @@ fn an_object_reactivated_while_its_evicted_instance_closes_sees_all_its_writes()
             .run(
                 "big",
                 json!([
-                    exec("INSERT INTO t VALUES (randomblob(2000000))"),
+                    exec("INSERT INTO t VALUES (randomblob(4000000))"),
                     exec("SELECT count(*) FROM t"),
                 ]),
             )

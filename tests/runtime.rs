@@ -309,6 +309,37 @@ fn a_second_host_on_the_same_data_directory_is_refused() {
     assert_eq!(host.client().get("/c/value").json()["value"], 1);
 }
 
+/// Runs `dohost run component --data data`, which must exit with an error within 30 s (a
+/// host that serves instead is killed and the test fails); its stderr.
+fn refused_start(component: &Path, data: &Path) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .arg("run")
+        .arg(component)
+        .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(support::workspace_root().join("target/test-cache"))
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dohost started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_renamed_component_is_refused_on_another_class_data_directory() {
     // The class comes from the file name and is part of every ID: a component renamed
@@ -321,24 +352,28 @@ fn a_renamed_component_is_refused_on_another_class_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let renamed = dir.path().join("counter-v2.wasm");
     std::fs::copy(guest("counter"), &renamed).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .arg("run")
-        .arg(&renamed)
-        .args(["--listen", "127.0.0.1:0", "--cache-dir"])
-        .arg(support::workspace_root().join("target/test-cache"))
-        .arg("--data")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "served another class: {stderr}");
+    let stderr = refused_start(&renamed, data.path());
     assert!(
         stderr.contains("holds objects of class \"counter\"")
-            && stderr.contains("pass --class counter"),
+            && stderr.contains("pass the old class with --class"),
         "{stderr}"
     );
     let host = Host::start(&renamed, data.path(), &["--class", "counter"]);
     assert_eq!(host.client().get("/c/value").json()["value"], 1);
+    assert_eq!(host.stop(), Some(0));
+    // A data directory from before the record: its objects' IDs tell.
+    std::fs::remove_file(data.path().join("class")).unwrap();
+    let stderr = refused_start(&renamed, data.path());
+    assert!(
+        stderr.contains("holds objects of another class"),
+        "{stderr}"
+    );
+    let host = Host::start(&renamed, data.path(), &["--class", "counter"]);
+    assert_eq!(host.client().get("/c/value").json()["value"], 1);
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("class")).unwrap(),
+        "counter\n"
+    );
 }
 
 #[test]

@@ -448,7 +448,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
     parse_with_unit(text, UNITS, "a size like 128MiB", "B, KiB, MiB or GiB")
 }
 
-/// Parses durations such as `500ms`, `30s`, `2m`.
 /// A duration above zero: every duration option is a limit or a delay, which zero would turn
 /// into "fail at once" or "retry in a tight loop".
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
@@ -459,6 +458,7 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses durations such as `500ms`, `30s`, `2m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     const UNITS: &[(&str, u64)] = &[("ms", 1), ("", 1000), ("s", 1000), ("m", 60_000)];
     parse_with_unit(text, UNITS, "a duration like 30s", "ms, s or m").map(Duration::from_millis)

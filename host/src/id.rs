@@ -109,6 +109,8 @@ impl IdMinter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; ID_LEN];
                 rand::rng().fill_bytes(&mut key);
+                // Whole or not at all: a crash mid-write must not leave a short key, which
+                // would stop the host from starting.
                 crate::storage::write_durably(path, &key).map_err(err)?;
                 Ok(Self { key })
             }
@@ -167,9 +169,6 @@ fn hmac_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Writes a new key file whole or not at all: to a temporary file, synced, renamed into
-/// place, and the directory synced (a crash mid-write must not leave a short key, which
-/// would stop the host from starting).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,8 +135,8 @@ impl Server {
         create_data_dir(&config)?;
         // First: it takes the data directory's lock, so no other host works in it meanwhile.
         let databases = Databases::open_dir(&config.data_dir, &config.storage)?;
-        check_data_class(&config.data_dir, runtime.class.name())?;
         let minter = IdMinter::load_or_create(&config.data_dir.join("id.key"))?;
+        check_data_class(&config.data_dir, runtime.class.name(), &minter)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -223,26 +223,64 @@ impl Server {
 /// `<data>/class` by the first host that served it. Object IDs belong to a class (it is part
 /// of every ID), so a component renamed between deployments (`room-v2.wasm`) would otherwise
 /// serve new, empty objects for every name, refuse every stored ID, and drop every pending
-/// alarm as belonging to an unknown object.
-fn check_data_class(data_dir: &Path, class: &str) -> anyhow::Result<()> {
+/// alarm as belonging to an unknown object. A directory from before the record has one made
+/// once an object in it is seen to be of `class` (IDs carry their class).
+fn check_data_class(data_dir: &Path, class: &str, minter: &IdMinter) -> anyhow::Result<()> {
     let path = data_dir.join("class");
+    let other = |what: String| {
+        anyhow::anyhow!(
+            "the data directory {} {what}, but this component serves class {class:?} (its file \
+             name without .wasm, or --class): if it is the same program under a new file name, \
+             pass the old class with --class; if it is another program, give it its own --data",
+            data_dir.display(),
+        )
+    };
     match std::fs::read_to_string(&path) {
         Ok(recorded) if recorded.trim() == class => Ok(()),
-        Ok(recorded) => anyhow::bail!(
-            "the data directory {} holds objects of class {:?} (see {}), but this component \
-             serves class {class:?} (the file name without .wasm, or --class): pass --class {} \
-             to serve its objects, or use another --data",
-            data_dir.display(),
+        Ok(recorded) => Err(other(format!(
+            "holds objects of class {:?} (see {})",
             recorded.trim(),
-            path.display(),
-            recorded.trim()
-        ),
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(hex) = some_object_id(data_dir)?
+                && minter.parse(class, &hex).is_err()
+            {
+                return Err(other(format!(
+                    "holds objects of another class (object {hex} is not of class {class:?})"
+                )));
+            }
             crate::storage::write_durably(&path, format!("{class}\n").as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// The ID of one object stored in `data_dir` (`objects/<2 hex>/<64 hex>/`), if there is one.
+fn some_object_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let objects = data_dir.join("objects");
+    let shards = match std::fs::read_dir(&objects) {
+        Ok(shards) => shards,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", objects.display())),
+    };
+    for shard in shards {
+        let shard = shard.with_context(|| format!("cannot read {}", objects.display()))?;
+        let Ok(entries) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if let Some(name) = name.to_str()
+                && name.len() == 64
+                && name.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Ok(Some(name.to_string()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn create_data_dir(config: &ServerConfig) -> anyhow::Result<()> {

@@ -36,6 +36,8 @@ pub struct AlarmIndex {
     conn: Mutex<Connection>,
     /// Woken whenever an entry is added or changed, so the scheduler can re-plan.
     pub(crate) changed: Notify,
+    /// Writes that failed so far (a full disk, say): see [`AlarmIndex::failed_writes`].
+    failed_writes: std::sync::atomic::AtomicU64,
 }
 
 impl AlarmIndex {
@@ -61,6 +63,7 @@ impl AlarmIndex {
         Ok(Self {
             conn: Mutex::new(conn),
             changed: Notify::new(),
+            failed_writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -68,6 +71,32 @@ impl AlarmIndex {
         // A panic while holding the lock cannot leave the connection inconsistent (SQLite
         // statements are atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one writing statement; returns the rows it changed, counting a failure.
+    fn write(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StorageError> {
+        self.conn().execute(sql, params).map_err(|e| {
+            self.failed_writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            e.into()
+        })
+    }
+
+    /// A write that fails, as one would on a full disk.
+    #[cfg(test)]
+    pub(crate) fn fail_a_write(&self) {
+        assert!(
+            self.write("INSERT INTO no_such_table VALUES (1)", [])
+                .is_err()
+        );
+    }
+
+    /// How many writes to the index have failed since it was opened: the scheduler tells by
+    /// it an entry left as it was because no write could take (a full disk) from one left so
+    /// on purpose.
+    pub fn failed_writes(&self) -> u64 {
+        self.failed_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records that object `id` should wake at `at` (after `retry` failed attempts).
@@ -78,7 +107,7 @@ impl AlarmIndex {
         at: i64,
         retry: u32,
     ) -> Result<(), StorageError> {
-        self.conn().execute(
+        self.write(
             "INSERT INTO alarms (id, name, at, retry) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name), at = ?3, retry = ?4
              WHERE at IS NOT ?3 OR retry IS NOT ?4 OR (?2 IS NOT NULL AND name IS NOT ?2)",
@@ -96,7 +125,7 @@ impl AlarmIndex {
         name: Option<&str>,
         at: i64,
     ) -> Result<(), StorageError> {
-        self.conn().execute(
+        self.write(
             "INSERT INTO alarms (id, name, at, retry) VALUES (?1, ?2, ?3, 0)
              ON CONFLICT (id) DO UPDATE SET name = coalesce(?2, name),
                  retry = CASE WHEN ?3 < at THEN 0 ELSE retry END, at = min(at, ?3)
@@ -117,7 +146,7 @@ impl AlarmIndex {
         retry: u32,
         new_at: i64,
     ) -> Result<bool, StorageError> {
-        let changed = self.conn().execute(
+        let changed = self.write(
             "UPDATE alarms SET at = ?4 WHERE id = ?1 AND at = ?2 AND retry = ?3",
             rusqlite::params![id.to_hex(), at, retry, new_at],
         )?;
@@ -125,15 +154,13 @@ impl AlarmIndex {
     }
 
     pub fn remove(&self, id: &ObjectId) -> Result<(), StorageError> {
-        self.conn()
-            .execute("DELETE FROM alarms WHERE id = ?1", [id.to_hex()])?;
+        self.write("DELETE FROM alarms WHERE id = ?1", [id.to_hex()])?;
         Ok(())
     }
 
     /// Removes an entry by its hex ID (for entries whose ID no longer parses).
     pub fn remove_hex(&self, id: &str) -> Result<(), StorageError> {
-        self.conn()
-            .execute("DELETE FROM alarms WHERE id = ?1", [id])?;
+        self.write("DELETE FROM alarms WHERE id = ?1", [id])?;
         Ok(())
     }
 

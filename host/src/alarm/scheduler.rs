@@ -108,9 +108,11 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                         let class = registry.class().name().to_string();
                         match registry.ids().parse(&class, &alarm.id) {
                             Ok(id) => {
+                                let failures_before = index.failed_writes();
                                 let event = EventKind::AlarmDue { retry: alarm.retry };
                                 let result = registry.dispatch(id, alarm.name.clone(), event).await;
                                 if let Err(e) = &result {
+                                    let e = crate::logs::log_safe(&e.to_string());
                                     tracing::debug!(object = %alarm.id, "alarm attempt failed: {e}");
                                 }
                                 // The actor reschedules every failed attempt that reached it.
@@ -135,10 +137,15 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                                         && push_back_if_unchanged(
                                             &index, &id, &entry, &config, stalls,
                                         );
-                                    (
-                                        moved,
-                                        hold_if_unchanged(&index, &id, &entry, &config, stalls),
-                                    )
+                                    let hold = hold_if_unchanged(
+                                        &index,
+                                        &id,
+                                        &entry,
+                                        &config,
+                                        stalls,
+                                        failures_before,
+                                    );
+                                    (moved, hold)
                                 })
                                 .await
                                 .unwrap_or((false, None));
@@ -188,20 +195,24 @@ struct Held {
     until: i64,
 }
 
-/// After an attempt (whatever its outcome): if the entry is still exactly the one dispatched,
-/// neither the object's actor (which removes or reschedules it) nor
-/// [`push_back_if_unchanged`] could write the index (a full disk, say), and it would be sent
-/// again at once, and again, its handler running each time. Then it is held back in memory
-/// for [`AlarmConfig::backoff`]`(stalls)`. (A handler that set its alarm to the very time it
-/// fired at, with no retry pending, is held back too: the entry cannot tell the two apart.)
+/// After an attempt (whatever its outcome): if writes to the index failed meanwhile (more
+/// than `failures_before`) and the entry is still exactly the one dispatched, neither the
+/// object's actor (which removes or reschedules it) nor [`push_back_if_unchanged`] could
+/// write it (a full disk, say), and it would be sent again at once, and again, its handler
+/// running each time. Then it is held back in memory for [`AlarmConfig::backoff`]`(stalls)`.
+/// (Without failed writes, an unchanged entry is one the handler set again to the very time
+/// it fired at: it fires again at once.)
 fn hold_if_unchanged(
     index: &AlarmIndex,
     id: &crate::id::ObjectId,
     alarm: &super::index::DueAlarm,
     config: &AlarmConfig,
     stalls: u32,
+    failures_before: u64,
 ) -> Option<Held> {
-    if index.get(id).ok().flatten() != Some((alarm.at, alarm.retry)) {
+    if index.failed_writes() <= failures_before
+        || index.get(id).ok().flatten() != Some((alarm.at, alarm.retry))
+    {
         return None;
     }
     let delay = config.backoff(stalls).max(Duration::from_secs(1));
@@ -277,8 +288,9 @@ mod tests {
         assert!(at <= now_ms() + MAX_RETRY_DELAY.as_millis() as i64, "{at}");
     }
 
-    /// An entry left as dispatched after its attempt (no write to the index took) is held back
-    /// in memory, doubling; one the attempt moved or removed is not.
+    /// An entry left as dispatched after its attempt while writes to the index failed is held
+    /// back in memory, doubling; one the attempt moved or removed, or left so with no failed
+    /// write, is not.
     #[test]
     fn entries_no_write_could_move_are_held_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -290,17 +302,24 @@ mod tests {
         index.upsert(&id, None, past, 0).unwrap();
         let due = index.due(now_ms(), 10).unwrap().remove(0);
         let config = AlarmConfig::default();
-        let held = hold_if_unchanged(&index, &id, &due, &config, 1).expect("held");
+        assert!(
+            hold_if_unchanged(&index, &id, &due, &config, 1, index.failed_writes()).is_none(),
+            "no write failed: left so on purpose (set again to the same time)"
+        );
+        // A write failed during the attempt.
+        let failed = index.failed_writes();
+        index.fail_a_write();
+        let held = hold_if_unchanged(&index, &id, &due, &config, 1, failed).expect("held");
         assert_eq!((held.at, held.retry), (past, 0));
         assert!(held.until >= now_ms() + 1_500 && held.until <= now_ms() + 2_000);
-        let held = hold_if_unchanged(&index, &id, &due, &config, 3).expect("held");
+        let held = hold_if_unchanged(&index, &id, &due, &config, 3, failed).expect("held");
         assert!(held.until >= now_ms() + 7_500 && held.until <= now_ms() + 8_000);
         // Rescheduled by the actor: not held.
         index.upsert(&id, None, past, 1).unwrap();
-        assert!(hold_if_unchanged(&index, &id, &due, &config, 1).is_none());
+        assert!(hold_if_unchanged(&index, &id, &due, &config, 1, failed).is_none());
         // Removed (the handler ran and the alarm is done): not held.
         index.remove(&id).unwrap();
-        assert!(hold_if_unchanged(&index, &id, &due, &config, 1).is_none());
+        assert!(hold_if_unchanged(&index, &id, &due, &config, 1, failed).is_none());
     }
 
     #[test]

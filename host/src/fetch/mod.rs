@@ -42,6 +42,9 @@ pub enum FetchFailure {
     Connect(String),
     #[error("no complete response within {0:?}")]
     Timeout(std::time::Duration),
+    /// Timed out waiting for one of the object's fetch slots: a timeout, with the reason.
+    #[error("{0}")]
+    NoSlot(String),
     #[error("the response body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("{0}")]
@@ -57,7 +60,7 @@ impl From<FetchFailure> for FetchError {
             FetchFailure::InvalidRequest(_) => FetchError::InvalidRequest(message),
             FetchFailure::Dns(_) => FetchError::Dns(message),
             FetchFailure::Connect(_) => FetchError::Connect(message),
-            FetchFailure::Timeout(_) => FetchError::Timeout(message),
+            FetchFailure::Timeout(_) | FetchFailure::NoSlot(_) => FetchError::Timeout(message),
             FetchFailure::TooLarge(_) => FetchError::TooLarge(message),
             FetchFailure::Other(_) => FetchError::Other(message),
         }
@@ -72,7 +75,7 @@ impl From<FetchFailure> for wasmtime_wasi_http::Error {
             FetchFailure::InvalidRequest(_) => E::HttpRequestUriInvalid,
             FetchFailure::Dns(_) => E::DestinationNotFound,
             FetchFailure::Connect(_) => E::ConnectionRefused,
-            FetchFailure::Timeout(_) => E::HttpResponseTimeout,
+            FetchFailure::Timeout(_) | FetchFailure::NoSlot(_) => E::HttpResponseTimeout,
             FetchFailure::TooLarge(n) => E::HttpResponseBodySize(Some(n as u64)),
             FetchFailure::Other(m) => E::InternalError(Some(m)),
         }
@@ -107,7 +110,7 @@ impl OutboundHttp {
     ) -> Result<OwnedSemaphorePermit, FetchFailure> {
         match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
             Ok(permit) => permit.map_err(|_| FetchFailure::Other("fetch permits closed".into())),
-            Err(_) => Err(FetchFailure::Other(format!(
+            Err(_) => Err(FetchFailure::NoSlot(format!(
                 "no fetch slot came free within {:?}: this object already has {} requests in \
                  flight (an unread wasi:http response body holds its slot until it is read or \
                  dropped)",
@@ -336,6 +339,10 @@ mod tests {
         assert!(
             failure.to_string().contains("no fetch slot came free"),
             "{failure}"
+        );
+        assert!(
+            matches!(FetchError::from(failure), FetchError::Timeout(_)),
+            "a timeout for the guest"
         );
         let waited = started.elapsed();
         assert!(
