@@ -256,18 +256,33 @@ fn push_back_if_unchanged(
 mod tests {
     use super::*;
 
-    /// A due entry whose attempt never reached the object is pushed back, doubling; one the
-    /// object's actor has rescheduled meanwhile is left alone.
-    #[test]
-    fn undelivered_alarms_are_pushed_back() {
+    /// An index with one entry due a second ago after `retry` failed attempts, as the
+    /// scheduler reads it: (its directory, the index, the object, the time, the entry).
+    fn index_with_due_entry(
+        retry: u32,
+    ) -> (
+        tempfile::TempDir,
+        AlarmIndex,
+        crate::id::ObjectId,
+        i64,
+        super::super::index::DueAlarm,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let index = AlarmIndex::open(&dir.path().join("alarms.sqlite3")).unwrap();
         let id = crate::id::IdMinter::with_key([1; 32])
             .from_name("c", "a")
             .unwrap();
         let past = now_ms() - 1_000;
-        index.upsert(&id, None, past, 2).unwrap();
+        index.upsert(&id, None, past, retry).unwrap();
         let due = index.due(now_ms(), 10).unwrap().remove(0);
+        (dir, index, id, past, due)
+    }
+
+    /// A due entry whose attempt never reached the object is pushed back, doubling; one the
+    /// object's actor has rescheduled meanwhile is left alone.
+    #[test]
+    fn undelivered_alarms_are_pushed_back() {
+        let (_dir, index, id, past, due) = index_with_due_entry(2);
         let config = AlarmConfig::default();
         push_back_if_unchanged(&index, &id, &due, &config, 3);
         let (at, retry) = index.get(&id).unwrap().unwrap();
@@ -293,14 +308,7 @@ mod tests {
     /// write, is not.
     #[test]
     fn entries_no_write_could_move_are_held_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let index = AlarmIndex::open(&dir.path().join("alarms.sqlite3")).unwrap();
-        let id = crate::id::IdMinter::with_key([1; 32])
-            .from_name("c", "a")
-            .unwrap();
-        let past = now_ms() - 1_000;
-        index.upsert(&id, None, past, 0).unwrap();
-        let due = index.due(now_ms(), 10).unwrap().remove(0);
+        let (_dir, index, id, past, due) = index_with_due_entry(0);
         let config = AlarmConfig::default();
         assert!(
             hold_if_unchanged(&index, &id, &due, &config, 1, index.failed_writes()).is_none(),
