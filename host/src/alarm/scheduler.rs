@@ -74,10 +74,14 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     loop {
         let now = now_ms();
-        held.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, h| h.until > now);
-        match index.due(now, 1024) {
+        // Held entries are still due and come first: read past them, so that they do not
+        // hide the others.
+        let held_now = {
+            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|_, h| h.until > now);
+            held.len()
+        };
+        match index.due(now, 1024 + held_now) {
             Ok(due) => {
                 for alarm in due {
                     let is_held = held
