@@ -91,22 +91,40 @@ impl ObjectState {
         Ok(next)
     }
 
-    /// Once the database says the object's alarm is `next` (after a commit that touched it,
-    /// or on waking to find it not due): makes what the database says durable, then sets the
-    /// index entry to exactly that alarm, or drops it. Before that the entry may only move
-    /// earlier: moved later or dropped first, a crash could bring an earlier alarm back in the
-    /// database with no entry to fire it in time. If this fails, the entry stays as it is
-    /// (early or stale, never late), and is resolved when it comes due.
+    /// See [`reindex_alarm`].
     fn reindex_alarm(
         &mut self,
         alarms: &AlarmIndex,
         next: Option<i64>,
     ) -> Result<(), StorageError> {
-        self.sql.make_durable()?;
-        match next {
-            Some(at) => alarms.upsert(&self.identity.id, self.identity.name.as_deref(), at, 0),
-            None => alarms.remove(&self.identity.id),
-        }
+        let identity = &self.identity;
+        reindex_alarm(
+            &mut self.sql,
+            alarms,
+            &identity.id,
+            identity.name.as_deref(),
+            next,
+        )
+    }
+}
+
+/// Once object `id`'s database (`sql`) says its alarm is `next` (after a commit that touched
+/// it, or on waking to find it not due): makes what the database says durable, then sets the
+/// index entry to exactly that alarm, or drops it. Before that the entry may only move
+/// earlier: moved later or dropped first, a crash could bring an earlier alarm back in the
+/// database with no entry to fire it in time. If this fails, the entry stays as it is (early
+/// or stale, never late), and is resolved when it comes due.
+pub(crate) fn reindex_alarm(
+    sql: &mut SqlStore,
+    alarms: &AlarmIndex,
+    id: &ObjectId,
+    name: Option<&str>,
+    next: Option<i64>,
+) -> Result<(), StorageError> {
+    sql.make_durable()?;
+    match next {
+        Some(at) => alarms.upsert(id, name, at, 0),
+        None => alarms.remove(id),
     }
 }
 

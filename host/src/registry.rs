@@ -1155,15 +1155,13 @@ impl Actor {
         if next.is_some_and(|at| at <= now_ms()) {
             return Ok(None);
         }
-        // The entry follows the database, once what it holds is durable.
-        database.make_durable()?;
-        match next {
-            Some(at) => self
-                .shared
-                .alarms
-                .upsert(&self.id, self.name.as_deref(), at, 0)?,
-            None => self.shared.alarms.remove(&self.id)?,
-        }
+        crate::object::reindex_alarm(
+            database,
+            &self.shared.alarms,
+            &self.id,
+            self.name.as_deref(),
+            next,
+        )?;
         Ok(Some(Reply::AlarmNotDue))
     }
 

@@ -243,7 +243,10 @@ fn check_data_class(data_dir: &Path, class: &str, minter: &IdMinter) -> anyhow::
             path.display()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(hex) = some_object_id(data_dir)?
+            let objects = data_dir.join("objects");
+            let stored = crate::storage::some_object_id(&objects)
+                .with_context(|| format!("cannot read {}", objects.display()))?;
+            if let Some(hex) = stored
                 && minter.parse(class, &hex).is_err()
             {
                 return Err(other(format!(
@@ -255,32 +258,6 @@ fn check_data_class(data_dir: &Path, class: &str, minter: &IdMinter) -> anyhow::
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// The ID of one object stored in `data_dir` (`objects/<2 hex>/<64 hex>/`), if there is one.
-fn some_object_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
-    let objects = data_dir.join("objects");
-    let shards = match std::fs::read_dir(&objects) {
-        Ok(shards) => shards,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", objects.display())),
-    };
-    for shard in shards {
-        let shard = shard.with_context(|| format!("cannot read {}", objects.display()))?;
-        let Ok(entries) = std::fs::read_dir(shard.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some(name) = name.to_str()
-                && name.len() == 64
-                && name.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Ok(Some(name.to_string()));
-            }
-        }
-    }
-    Ok(None)
 }
 
 fn create_data_dir(config: &ServerConfig) -> anyhow::Result<()> {

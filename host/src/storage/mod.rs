@@ -28,7 +28,7 @@ use rusqlite::{Batch, Connection, ErrorCode, OpenFlags, Statement, StatementStat
 pub(crate) use self::create::write_durably;
 use self::security::GuestMode;
 pub use self::security::{RESERVED_PREFIX, is_reserved};
-pub use self::spares::{Databases, database_path};
+pub use self::spares::{Databases, database_path, some_object_id};
 
 /// `_do_meta` key holding the object's name, for objects addressed by name.
 pub const NAME_KEY: &str = "name";

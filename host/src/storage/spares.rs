@@ -630,6 +630,30 @@ fn spare_in_the_making(db: &Path, data_dir: &Path) -> io::Result<bool> {
     create::unfinished(db, template)
 }
 
+/// The ID (hex) of one object stored under `objects` (`<2 hex>/<64 hex>/`), if there is one.
+pub fn some_object_id(objects: &Path) -> io::Result<Option<String>> {
+    let shards = match fs::read_dir(objects) {
+        Ok(shards) => shards,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for shard in shards {
+        let Ok(entries) = fs::read_dir(shard?.path()) else {
+            continue; // not a shard directory (the layout marker)
+        };
+        for entry in entries.flatten() {
+            if let Some(hex) = entry
+                .file_name()
+                .to_str()
+                .filter(|h| dohost_wire::parse_id_hex(h).is_ok())
+            {
+                return Ok(Some(hex.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Marks a data directory whose object databases are in the current layout.
 const LAYOUT_MARKER: &str = ".layout-2";
 
