@@ -281,17 +281,7 @@ fn a_second_host_on_the_same_data_directory_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let host = Host::start(&guest("counter"), data.path(), &[]);
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .arg("run")
-        .arg(guest("counter"))
-        .args(["--listen", "127.0.0.1:0", "--cache-dir"])
-        .arg(support::workspace_root().join("target/test-cache"))
-        .arg("--data")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a second host started: {stderr}");
+    let stderr = refused_start(&guest("counter"), data.path());
     assert!(
         stderr.contains("is in use by another dohost")
             && stderr.contains(&format!("pid {}", host.pid())),
@@ -406,15 +396,7 @@ fn malformed_components_fail_at_start_with_a_clear_message() {
     for (file, bytes, expected) in cases {
         let path = dir.path().join(file);
         std::fs::write(&path, bytes).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-            .arg("run")
-            .arg(&path)
-            .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{file} was accepted");
+        let stderr = refused_start(&path, &dir.path().join("data"));
         assert!(!stderr.contains("panicked"), "{file}: {stderr}");
         assert!(stderr.contains(file), "{file}: {stderr}");
         if expected != "truncated.wasm" {
