@@ -134,9 +134,12 @@ pub struct StorageConfig {
     pub max_database_bytes: u64,
     /// Largest result `exec` will hold for a guest, in bytes (approximate).
     pub max_result_bytes: usize,
-    /// Empty databases kept ready for new objects (see [`Databases`]); 0 creates each on
-    /// demand.
+    /// Empty databases kept ready (open) for new objects (see [`Databases`]); 0 creates each
+    /// on demand (and keeps no reserve either).
     pub spare_databases: usize,
+    /// Most spare databases kept made on disk, not open, behind the open ones: they absorb a
+    /// burst of new objects with no file creation or sync while it lasts.
+    pub spare_reserve: usize,
 }
 
 impl Default for StorageConfig {
@@ -146,6 +149,7 @@ impl Default for StorageConfig {
             max_database_bytes: 10 * 1024 * 1024 * 1024,
             max_result_bytes: 64 * 1024 * 1024,
             spare_databases: 32,
+            spare_reserve: 1024,
         }
     }
 }

@@ -14,6 +14,16 @@
 //! every claim: the spares of a batch share the sync of `spare/`, and so do the claims since
 //! the last batch.
 //!
+//! Behind the open spares is a reserve: spares made and synced the same way but not opened
+//! (no file descriptors, no memory). The thread refills the open spares from it, which costs
+//! no disk writes, so a burst of new objects finds its databases made and causes no file
+//! creation or sync beside its own commits while the reserve lasts. The reserve is made only
+//! while new objects pause ([`QUIET`]), so its writes do not queue in front of a new object's
+//! first sync, and only as large as the number of new objects seen since the start (at most
+//! `spare_reserve`). Unopened spares are kept across restarts: at start, one exactly as made
+//! (the template and a WAL of zeros: nothing was ever committed to it) is synced and taken
+//! back into the reserve.
+//!
 //! Durability without syncing the rename on the request path: the object's ID is part of the
 //! first commit to a claimed spare's database (`_do_meta` key `id`, written with the object's
 //! first event), so every acknowledged write of the object lies behind it in the same WAL. The
@@ -32,7 +42,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{SqlStore, StorageConfig, StorageError, create};
 use crate::id::ObjectId;
@@ -63,21 +73,60 @@ pub struct Databases {
 struct Spares {
     dir: PathBuf,
     config: StorageConfig,
-    /// Ready (fully synced) spare directories.
+    /// Ready (fully synced) spare directories, most with their database open.
     ready: Mutex<Vec<Spare>>,
+    /// Made and synced spare directories whose databases are not open (the reserve): the
+    /// thread opens them to refill `ready`, which costs no disk writes.
+    reserve: Mutex<Vec<PathBuf>>,
+    /// Spares found intact in `spare/` at start, not yet synced and taken into the reserve.
+    leftovers: Mutex<Vec<PathBuf>>,
     /// Held by a claim while it renames, and by the thread while it syncs `spare/`.
     claiming: Mutex<()>,
     /// Shard directories that received claimed spares and await a sync.
     unsynced: Mutex<Vec<PathBuf>>,
     /// Claims removed entries from `spare/` since it was last synced.
     spare_dir_dirty: AtomicBool,
+    /// Open spares kept ready.
     target: usize,
+    /// Most spares kept in the reserve.
+    reserve_max: usize,
+    /// New objects that took a spare since the start, plus the spares adopted at start: the
+    /// reserve is filled up to this many (at most `reserve_max`), so a host that makes few
+    /// new objects keeps few spares on disk.
+    demand: AtomicU64,
+    /// When the last claim happened; the reserve is filled only once claims pause.
+    last_claim: Mutex<Option<Instant>>,
     /// Spare names are `<prefix>-<seq>`; the prefix (process ID and start time) keeps them
     /// apart from any left by an earlier run (a container's process is always PID 1).
     prefix: String,
     seq: AtomicU64,
     worker: Mutex<Option<std::thread::Thread>>,
     stop: AtomicBool,
+}
+
+/// How long new objects must pause before the thread makes spares for the reserve: long
+/// enough for the last one's first sync to be done, so the reserve's disk writes do not
+/// queue in front of it.
+const QUIET: Duration = Duration::from_millis(5);
+
+/// Most spares made for the reserve between two looks at what else is due.
+const RESERVE_BATCH: usize = 16;
+
+/// What the spare thread does next.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Verify and sync this many spares found at start, into the reserve.
+    Adopt(usize),
+    /// Refill the open spares: this many are missing.
+    Ready(usize),
+    /// Sync the directories that claims changed.
+    SyncClaims,
+    /// Make up to this many spares for the reserve, while new objects pause.
+    Reserve(usize),
+    /// New objects came within [`QUIET`]: look again after this long.
+    Wait(Duration),
+    /// Nothing to do until a claim (or closing) wakes the thread.
+    Idle,
 }
 
 /// A ready spare: its directory, and its database already open (unless opening failed, in
@@ -97,7 +146,7 @@ impl Databases {
         let lock = lock_data_dir(data_dir)?;
         let spares = config.spare_databases;
         let dir = data_dir.join("spare");
-        recover_spares(data_dir, &dir).map_err(|source| StorageError::Create {
+        let leftovers = recover_spares(data_dir, &dir).map_err(|source| StorageError::Create {
             path: dir.clone(),
             source,
         })?;
@@ -119,9 +168,12 @@ impl Databases {
             source,
         })?;
         let (spares, worker) = match spares {
-            0 => (None, None),
+            0 => {
+                leftovers.iter().for_each(|d| drop(fs::remove_dir_all(d)));
+                (None, None)
+            }
             n => {
-                let (spares, worker) = Spares::start(dir, config.clone(), n);
+                let (spares, worker) = Spares::start(dir, config.clone(), n, leftovers);
                 (Some(spares), Some(worker))
             }
         };
@@ -181,6 +233,20 @@ impl Databases {
         self.spares
             .as_ref()
             .map_or((0, 0), |s| (s.ready.lock().unwrap().len(), s.target))
+    }
+
+    /// The reserve's spare directories now.
+    pub(super) fn reserve_dirs(&self) -> Vec<PathBuf> {
+        self.spares
+            .as_ref()
+            .map_or(Vec::new(), |s| s.reserve.lock().unwrap().clone())
+    }
+
+    /// Spares in the reserve now, and how many the reserve is being filled to.
+    pub(super) fn spares_in_reserve(&self) -> (usize, usize) {
+        self.spares
+            .as_ref()
+            .map_or((0, 0), |s| (s.reserve.lock().unwrap().len(), s.reserve_goal()))
     }
 }
 
@@ -291,15 +357,22 @@ impl Spares {
         dir: PathBuf,
         config: StorageConfig,
         target: usize,
+        leftovers: Vec<PathBuf>,
     ) -> (Arc<Self>, std::thread::JoinHandle<()>) {
+        let reserve_max = config.spare_reserve;
         let spares = Arc::new(Spares {
             dir,
             config,
             ready: Mutex::new(Vec::new()),
+            reserve: Mutex::new(Vec::new()),
+            demand: AtomicU64::new(leftovers.len().min(reserve_max) as u64),
+            leftovers: Mutex::new(leftovers),
             claiming: Mutex::new(()),
             unsynced: Mutex::new(Vec::new()),
             spare_dir_dirty: AtomicBool::new(false),
             target,
+            reserve_max,
+            last_claim: Mutex::new(None),
             prefix: format!(
                 "{}-{}",
                 std::process::id(),
@@ -320,15 +393,21 @@ impl Spares {
         (spares, handle)
     }
 
-    /// Moves a ready spare to `object_dir`, and returns its open database (`Some(None)` if it
-    /// has none open). `None` if no spare is ready (or the move failed).
+    /// Moves a ready spare (or, if none is, one from the reserve) to `object_dir`, and returns
+    /// its open database (`Some(None)` if it has none open). `None` if there is no spare (or
+    /// the move failed).
     fn claim(&self, object_dir: &Path) -> Option<Option<SqlStore>> {
         let claiming = self.claiming.lock().unwrap_or_else(|e| e.into_inner());
         let (spare, left) = {
             let mut ready = self.ready.lock().unwrap();
-            let spare = ready.pop()?;
+            let spare = ready.pop().or_else(|| {
+                let dir = self.reserve.lock().unwrap().pop()?;
+                Some(Spare { dir, store: None })
+            })?;
             (spare, ready.len())
         };
+        *self.last_claim.lock().unwrap() = Some(Instant::now());
+        self.demand.fetch_add(1, Ordering::Relaxed);
         let result = (|| -> io::Result<Vec<PathBuf>> {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
             let mut dirs = create::create_dirs(parent)?;
@@ -373,9 +452,51 @@ impl Spares {
         }
     }
 
-    /// The background loop: sync the directories claims renamed, and make a batch of spares
-    /// up to `target` whenever [`Spares::batch`] or more are missing. Ends when the
-    /// [`Databases`] is closed or dropped.
+    /// How many spares the reserve is filled to: as many as new objects took spares since the
+    /// start (plus those adopted at start), at most `reserve_max`.
+    fn reserve_goal(&self) -> usize {
+        let demand = usize::try_from(self.demand.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        demand.min(self.reserve_max)
+    }
+
+    /// What the thread does next, in order: adopt the spares found at start; refill the open
+    /// spares once a batch is missing (from the reserve, or by making new ones); sync the
+    /// directories claims changed; fill the reserve while new objects pause.
+    fn next_step(&self) -> Step {
+        let leftovers = self.leftovers.lock().unwrap().len();
+        if leftovers > 0 {
+            return Step::Adopt(leftovers.min(RESERVE_BATCH));
+        }
+        let missing = self
+            .target
+            .saturating_sub(self.ready.lock().unwrap().len());
+        if missing >= self.batch() {
+            return Step::Ready(missing);
+        }
+        if self.spare_dir_dirty.load(Ordering::Acquire) || !self.unsynced.lock().unwrap().is_empty()
+        {
+            return Step::SyncClaims;
+        }
+        let short = self
+            .reserve_goal()
+            .saturating_sub(self.reserve.lock().unwrap().len());
+        if short == 0 {
+            return Step::Idle;
+        }
+        match self.busy_for() {
+            Some(wait) => Step::Wait(wait),
+            None => Step::Reserve(short.min(RESERVE_BATCH)),
+        }
+    }
+
+    /// How long until new objects have paused for [`QUIET`]; `None` if they have.
+    fn busy_for(&self) -> Option<Duration> {
+        let last = (*self.last_claim.lock().unwrap())?;
+        QUIET.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
+    }
+
+    /// The background loop (see [`Spares::next_step`]). Ends when the [`Databases`] is closed
+    /// or dropped.
     fn work(weak: Weak<Spares>) {
         let mut failures = 0u32;
         loop {
@@ -383,17 +504,16 @@ impl Spares {
             if spares.stop.load(Ordering::Acquire) {
                 return;
             }
-            let ready = spares.ready.lock().unwrap().len();
-            let missing = spares.target.saturating_sub(ready);
-            let missing = if missing >= spares.batch() {
-                missing
-            } else {
-                0
-            };
-            let (work, result) = if missing == 0 {
-                ("sync the directories claims changed", spares.sync_claims())
-            } else {
-                ("make spare databases", spares.make_batch(missing, ready))
+            let step = spares.next_step();
+            let (work, result) = match step {
+                Step::Adopt(n) => ("adopt the spare databases found at start", spares.adopt(n)),
+                Step::Ready(n) => ("make spare databases", spares.refill_ready(n)),
+                Step::SyncClaims => (
+                    "sync the directories claims changed",
+                    spares.sync_claims(),
+                ),
+                Step::Reserve(n) => ("make spare databases", spares.fill_reserve(n)),
+                Step::Wait(_) | Step::Idle => ("", Ok(())),
             };
             match result {
                 Ok(()) => failures = 0,
@@ -408,26 +528,78 @@ impl Spares {
                     failures = failures.saturating_add(1);
                 }
             }
-            let pending = spares.spare_dir_dirty.load(Ordering::Acquire);
             drop(spares);
             if failures > 0 {
                 std::thread::park_timeout(Duration::from_millis(100 << failures.min(6)));
-            } else if missing == 0 && !pending {
+            } else if let Step::Wait(wait) = step {
+                std::thread::park_timeout(wait);
+            } else if step == Step::Idle {
                 // Claims wake the thread (and so does closing).
                 std::thread::park();
             }
         }
     }
 
-    /// Makes `missing` spares (fewer if closing), syncs `spare/` once for all of them (and for
-    /// the claims since the last sync), then opens them and makes them ready. `ready`: how many
-    /// were ready before, for the log.
-    fn make_batch(&self, missing: usize, ready: usize) -> io::Result<()> {
-        let started = std::time::Instant::now();
+    /// Refills the open spares (`missing` of them): from the reserve, which costs no disk
+    /// writes, and by making the rest.
+    fn refill_ready(&self, missing: usize) -> io::Result<()> {
+        let from_reserve = {
+            let mut reserve = self.reserve.lock().unwrap();
+            let keep = reserve.len().saturating_sub(missing);
+            reserve.split_off(keep)
+        };
+        let rest = missing - from_reserve.len();
+        self.open_ready(from_reserve);
+        if rest > 0 {
+            let made = self.make_batch(rest, || true)?;
+            self.open_ready(made);
+        }
+        Ok(())
+    }
+
+    /// Makes up to `count` spares for the reserve, stopping early when a new object comes.
+    fn fill_reserve(&self, count: usize) -> io::Result<()> {
+        let made = self.make_batch(count, || self.busy_for().is_none())?;
+        self.reserve.lock().unwrap().extend(made);
+        Ok(())
+    }
+
+    /// Takes up to `count` of the spares found intact at start into the reserve, once each is
+    /// synced (an earlier run may have written its files and stopped before syncing them);
+    /// removes the ones beyond the reserve's size, or that cannot be synced.
+    fn adopt(&self, count: usize) -> io::Result<()> {
+        let found = {
+            let mut leftovers = self.leftovers.lock().unwrap();
+            let keep = leftovers.len().saturating_sub(count);
+            leftovers.split_off(keep)
+        };
+        let room = self
+            .reserve_max
+            .saturating_sub(self.reserve.lock().unwrap().len());
+        let mut adopted = Vec::new();
+        for dir in found {
+            if adopted.len() < room && sync_spare(&dir).is_ok() {
+                adopted.push(dir);
+            } else {
+                remove(fs::remove_dir_all(&dir))?;
+            }
+        }
+        // Their entries in `spare/` too (and the removals).
+        self.spare_dir_dirty.store(true, Ordering::Release);
+        self.sync_claims()?;
+        tracing::debug!(count = adopted.len(), "adopted spare databases found at start");
+        self.reserve.lock().unwrap().extend(adopted);
+        Ok(())
+    }
+
+    /// Makes up to `count` spares (fewer if closing, or once `go_on` says stop), syncs `spare/`
+    /// once for all of them (and for the claims since the last sync), and returns them.
+    fn make_batch(&self, count: usize, go_on: impl Fn() -> bool) -> io::Result<Vec<PathBuf>> {
+        let started = Instant::now();
         let mut made = Vec::new();
         let mut error = None;
-        for _ in 0..missing {
-            if self.stop.load(Ordering::Acquire) {
+        for _ in 0..count {
+            if self.stop.load(Ordering::Acquire) || !go_on() {
                 break;
             }
             match self.make_one() {
@@ -439,32 +611,33 @@ impl Spares {
             }
         }
         // One sync of `spare/` for the batch's entries and the claims' removals.
-        self.spare_dir_dirty.store(true, Ordering::Release);
+        if !made.is_empty() {
+            self.spare_dir_dirty.store(true, Ordering::Release);
+        }
         if let Err(e) = self.sync_claims() {
             made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
             return Err(e);
         }
-        let count = made.len();
-        let synced = started.elapsed();
-        self.open_ready(made);
         tracing::debug!(
-            count,
-            ready_before = ready,
-            made_and_synced_us = synced.as_micros() as u64,
-            total_us = started.elapsed().as_micros() as u64,
+            count = made.len(),
+            made_and_synced_us = started.elapsed().as_micros() as u64,
             "made a batch of spare databases"
         );
-        error.map_or(Ok(()), Err)
+        match error {
+            // The ones made are good; the next attempt reports the error if it persists.
+            Some(e) if made.is_empty() => Err(e),
+            _ => Ok(made),
+        }
     }
 
-    /// Opens the databases of newly made (and synced) spares and makes them ready, one by one
-    /// so claims can take the first while the rest open.
+    /// Opens the databases of synced spares and makes them ready, one by one so claims can take
+    /// the first while the rest open.
     ///
     /// Each is warmed up too ([`SqlStore::warm_up`]: some 50 us less on its first event),
     /// unless fewer than half the spares are ready: new objects then come faster than spares,
     /// and the thread's time is better spent making them ready.
-    fn open_ready(&self, made: Vec<PathBuf>) {
-        for dir in made {
+    fn open_ready(&self, dirs: Vec<PathBuf>) {
+        for dir in dirs {
             let warm = self.ready.lock().unwrap().len() * 2 >= self.target;
             let store = SqlStore::open_spare(&dir.join(DB_FILE), &self.config, warm)
                 .inspect_err(|e| {
@@ -533,13 +706,15 @@ impl Spares {
 }
 
 /// At start: spares that hold an object's ID go to the object's place; the rest are removed.
-fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
+/// Returns the spares that are intact and unclaimed (exactly as made), for the reserve.
+fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(spare_dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut moved = false;
+    let mut intact = Vec::new();
     // Listed first: nothing is made in `spare/` while it is read, but keep it that way.
     let entries = entries.collect::<io::Result<Vec<_>>>()?;
     for entry in entries {
@@ -547,6 +722,11 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
         if !dir.is_dir() {
             // A template being made when the host stopped.
             remove(fs::remove_file(&dir))?;
+            continue;
+        }
+        // Checked without opening it: SQLite would delete the WAL of zeros when it closes.
+        if is_unclaimed_spare(&dir, data_dir).unwrap_or(false) {
+            intact.push(dir);
             continue;
         }
         let hex = match claimed_by(&dir.join(DB_FILE)) {
@@ -611,7 +791,28 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<()> {
     if moved {
         fs::File::open(spare_dir)?.sync_all()?;
     }
-    Ok(())
+    Ok(intact)
+}
+
+/// Whether `dir` is a spare exactly as [`Spares::make_one`] makes it: the database template
+/// and a WAL of zeros, nothing else. Nothing was ever committed to it (a commit writes the
+/// WAL's header), so it holds no object's data.
+fn is_unclaimed_spare(dir: &Path, template_dir: &Path) -> io::Result<bool> {
+    let db = dir.join(DB_FILE);
+    let wal = create::sidecar(&db, "-wal");
+    if fs::read_dir(dir)?.count() != 2 || fs::metadata(&wal)?.len() != SPARE_WAL_BYTES as u64 {
+        return Ok(false);
+    }
+    let template = create::template(template_dir).map_err(io::Error::other)?;
+    Ok(fs::read(&db)? == template && fs::read(&wal)?.iter().all(|&b| b == 0))
+}
+
+/// Syncs a spare's files and directory.
+fn sync_spare(dir: &Path) -> io::Result<()> {
+    let db = dir.join(DB_FILE);
+    fs::File::open(&db)?.sync_all()?;
+    fs::File::open(create::sidecar(&db, "-wal"))?.sync_all()?;
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Where spares whose databases could not be read at start are kept (see `recover_spares`).
