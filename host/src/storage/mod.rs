@@ -1177,7 +1177,9 @@ const LOOKASIDE: (std::ffi::c_int, std::ffi::c_int) = (256, 32);
 /// - the lookaside size (`LOOKASIDE`), so connections are born with it rather than allocating and
 ///   initialising SQLite's default first (page faults on fresh memory at every open);
 /// - no bulk page-cache allocation per connection (SQLite's default is 20 pages, about 90 KiB,
-///   touched at the first read): pages are allocated as a database uses them.
+///   touched at the first read): pages are allocated as a database uses them;
+/// - no memory statistics: with them, every SQLite allocation and free takes a process-wide
+///   mutex to count bytes, which the host never reads (no soft heap limit either).
 ///
 /// Returns whether SQLite took the settings (it refuses once it has started, e.g. if
 /// something else in the process opened a database first).
@@ -1199,12 +1201,18 @@ pub fn configure_sqlite() -> bool {
                 0 as std::ffi::c_int,
                 0 as std::ffi::c_int,
             );
-            let ok =
-                lookaside == rusqlite::ffi::SQLITE_OK && page_cache == rusqlite::ffi::SQLITE_OK;
+            let memstatus = rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            );
+            let ok = lookaside == rusqlite::ffi::SQLITE_OK
+                && page_cache == rusqlite::ffi::SQLITE_OK
+                && memstatus == rusqlite::ffi::SQLITE_OK;
             if !ok {
                 tracing::debug!(
                     "SQLite had started before its settings could be made \
-                     (codes {lookaside}, {page_cache}); each connection shrinks its lookaside"
+                     (codes {lookaside}, {page_cache}, {memstatus}); each connection shrinks \
+                     its lookaside"
                 );
             }
             ok

@@ -27,8 +27,10 @@
 //! Durability without syncing the rename on the request path: the object's ID is part of the
 //! first commit to a claimed spare's database (`_do_meta` key `id`, written with the object's
 //! first event), so every acknowledged write of the object lies behind it in the same WAL. The
-//! background thread syncs the renamed directories as soon as it is free (several claims
-//! sharing the sync of `spare/`): always the shard directories that received spares before
+//! background thread syncs the renamed directories once new objects pause, or at the latest
+//! [`CLAIMS_SYNCED_WITHIN`] after the first claim (several claims sharing the sync of
+//! `spare/`), so their writes do not queue in front of new objects' first syncs: always the
+//! shard directories that received spares before
 //! `spare/`, with claims held off meanwhile, so that the thread itself never makes a claimed
 //! directory's removal from `spare/` durable before its new entry. If power is lost before
 //! that, the directory may be found back in `spare/` at the next start, and
@@ -83,7 +85,7 @@ struct Spares {
     /// Held by a claim while it renames, and by the thread while it syncs `spare/`.
     claiming: Mutex<()>,
     /// Shard directories that received claimed spares and await a sync.
-    unsynced: Mutex<Vec<PathBuf>>,
+    unsynced: Mutex<Unsynced>,
     /// Claims removed entries from `spare/` since it was last synced.
     spare_dir_dirty: AtomicBool,
     /// Open spares kept ready.
@@ -109,6 +111,11 @@ struct Spares {
 /// queue in front of it.
 const QUIET: Duration = Duration::from_millis(5);
 
+/// Longest a claimed spare's new directory entry waits for its sync while new objects keep
+/// coming: well within the kernel's own write-back of dirty metadata (30 s by default), so
+/// the host, not the kernel, decides the order in which the directories reach the disk.
+const CLAIMS_SYNCED_WITHIN: Duration = Duration::from_secs(5);
+
 /// Most spares made for the reserve between two looks at what else is due.
 const RESERVE_BATCH: usize = 16;
 
@@ -119,7 +126,8 @@ enum Step {
     Adopt(usize),
     /// Refill the open spares: this many are missing.
     Ready(usize),
-    /// Sync the directories that claims changed.
+    /// Sync the directories that claims changed (once new objects pause, or after
+    /// [`CLAIMS_SYNCED_WITHIN`]).
     SyncClaims,
     /// Make up to this many spares for the reserve, while new objects pause.
     Reserve(usize),
@@ -127,6 +135,14 @@ enum Step {
     Wait(Duration),
     /// Nothing to do until a claim (or closing) wakes the thread.
     Idle,
+}
+
+/// Directories that claims changed and that await a sync.
+#[derive(Default)]
+struct Unsynced {
+    dirs: Vec<PathBuf>,
+    /// When the first of them was changed.
+    since: Option<Instant>,
 }
 
 /// A ready spare: its directory, and its database already open (unless opening failed, in
@@ -368,7 +384,7 @@ impl Spares {
             demand: AtomicU64::new(leftovers.len().min(reserve_max) as u64),
             leftovers: Mutex::new(leftovers),
             claiming: Mutex::new(()),
-            unsynced: Mutex::new(Vec::new()),
+            unsynced: Mutex::new(Unsynced::default()),
             spare_dir_dirty: AtomicBool::new(false),
             target,
             reserve_max,
@@ -418,8 +434,11 @@ impl Spares {
         let first_unsynced = match &result {
             Ok(dirs) => {
                 let mut unsynced = self.unsynced.lock().unwrap();
-                let first = unsynced.is_empty();
-                unsynced.extend(dirs.iter().cloned());
+                let first = unsynced.dirs.is_empty();
+                if first {
+                    unsynced.since = Some(Instant::now());
+                }
+                unsynced.dirs.extend(dirs.iter().cloned());
                 self.spare_dir_dirty.store(true, Ordering::Release);
                 first
             }
@@ -473,19 +492,36 @@ impl Spares {
         if missing >= self.batch() {
             return Step::Ready(missing);
         }
-        if self.spare_dir_dirty.load(Ordering::Acquire) || !self.unsynced.lock().unwrap().is_empty()
+        let busy = self.busy_for();
+        // Claims' directories are synced once new objects pause too (or when the oldest has
+        // waited CLAIMS_SYNCED_WITHIN): their disk writes would queue in front of new
+        // objects' first syncs, and nothing acknowledged depends on them (see the module's
+        // documentation).
+        let claims_due = {
+            let unsynced = self.unsynced.lock().unwrap();
+            if !unsynced.dirs.is_empty() {
+                let age = unsynced.since.map_or(Duration::MAX, |t| t.elapsed());
+                Some(CLAIMS_SYNCED_WITHIN.saturating_sub(age))
+            } else if self.spare_dir_dirty.load(Ordering::Acquire) {
+                Some(Duration::ZERO)
+            } else {
+                None
+            }
+        };
+        if let Some(due) = claims_due
+            && (busy.is_none() || due.is_zero())
         {
             return Step::SyncClaims;
         }
         let short = self
             .reserve_goal()
             .saturating_sub(self.reserve.lock().unwrap().len());
-        if short == 0 {
-            return Step::Idle;
-        }
-        match self.busy_for() {
-            Some(wait) => Step::Wait(wait),
-            None => Step::Reserve(short.min(RESERVE_BATCH)),
+        match busy {
+            Some(wait) if short > 0 || claims_due.is_some() => {
+                Step::Wait(claims_due.map_or(wait, |due| wait.min(due)))
+            }
+            None if short > 0 => Step::Reserve(short.min(RESERVE_BATCH)),
+            _ => Step::Idle,
         }
     }
 
@@ -596,6 +632,12 @@ impl Spares {
     /// once for all of them (and for the claims since the last sync), and returns them.
     fn make_batch(&self, count: usize, go_on: impl Fn() -> bool) -> io::Result<Vec<PathBuf>> {
         let started = Instant::now();
+        // Claims first: syncing a new spare also writes `spare/` on a file system without a
+        // journal (ext4 syncs a new entry's parent), and with it the claims' removals, which
+        // must not reach the disk before their new entries.
+        if !self.unsynced.lock().unwrap().dirs.is_empty() {
+            self.sync_claims()?;
+        }
         let mut made = Vec::new();
         let mut error = None;
         for _ in 0..count {
@@ -654,15 +696,17 @@ impl Spares {
     /// claim's removal from `spare/` is made durable here before its new entry is.
     fn sync_claims(&self) -> io::Result<()> {
         let sync_shards = || -> io::Result<()> {
-            let mut dirs = std::mem::take(&mut *self.unsynced.lock().unwrap());
+            let (mut dirs, since) = {
+                let mut unsynced = self.unsynced.lock().unwrap();
+                (std::mem::take(&mut unsynced.dirs), unsynced.since.take())
+            };
             dirs.sort();
             dirs.dedup();
             for (i, dir) in dirs.iter().enumerate() {
                 if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
-                    self.unsynced
-                        .lock()
-                        .unwrap()
-                        .extend(dirs[i..].iter().cloned());
+                    let mut unsynced = self.unsynced.lock().unwrap();
+                    unsynced.dirs.extend(dirs[i..].iter().cloned());
+                    unsynced.since = since.or(unsynced.since);
                     return Err(e);
                 }
             }
