@@ -96,8 +96,8 @@ struct Spares {
     /// reserve is filled up to this many (at most `reserve_max`), so a host that makes few
     /// new objects keeps few spares on disk.
     demand: AtomicU64,
-    /// When the last claim happened; the reserve is filled only once claims pause.
-    last_claim: Mutex<Option<Instant>>,
+    /// When the last claims happened: the thread's disk work waits for a pause in them.
+    claims: Mutex<Claims>,
     /// Spare names are `<prefix>-<seq>`; the prefix (process ID and start time) keeps them
     /// apart from any left by an earlier run (a container's process is always PID 1).
     prefix: String,
@@ -106,15 +106,20 @@ struct Spares {
     stop: AtomicBool,
 }
 
-/// How long new objects must pause before the thread makes spares for the reserve: long
-/// enough for the last one's first sync to be done, so the reserve's disk writes do not
-/// queue in front of it.
+/// How long new objects must pause before the thread writes to the disk for anything but
+/// the open spares (the reserve, claims' directories): long enough for the last new object's
+/// first sync to be done, so the thread's writes do not queue in front of it.
 const QUIET: Duration = Duration::from_millis(5);
 
 /// Longest a claimed spare's new directory entry waits for its sync while new objects keep
 /// coming: well within the kernel's own write-back of dirty metadata (30 s by default), so
 /// the host, not the kernel, decides the order in which the directories reach the disk.
 const CLAIMS_SYNCED_WITHIN: Duration = Duration::from_secs(5);
+
+/// About how long the thread's disk work takes on a disk that syncs in 0.2-0.3 ms: making a
+/// spare (three syncs, and that of `spare/` after the last), and syncing claims' directories.
+const SPARE_TAKES: Duration = Duration::from_millis(2);
+const SYNC_CLAIMS_TAKES: Duration = Duration::from_millis(1);
 
 /// Most spares made for the reserve between two looks at what else is due.
 const RESERVE_BATCH: usize = 16;
@@ -135,6 +140,33 @@ enum Step {
     Wait(Duration),
     /// Nothing to do until a claim (or closing) wakes the thread.
     Idle,
+}
+
+/// When claims happened.
+#[derive(Default)]
+struct Claims {
+    last: Option<Instant>,
+    /// The time between the last two.
+    gap: Option<Duration>,
+}
+
+impl Claims {
+    fn note(&mut self, now: Instant) {
+        self.gap = self.last.map(|last| now.saturating_duration_since(last));
+        self.last = Some(now);
+    }
+
+    /// See [`Spares::busy_for`].
+    fn busy_for(&self, now: Instant, work: Duration) -> Option<Duration> {
+        let since = now.saturating_duration_since(self.last?);
+        if since < QUIET {
+            return Some(QUIET - since);
+        }
+        match self.gap {
+            Some(gap) if since < gap && since + work >= gap => Some(gap - since),
+            _ => None,
+        }
+    }
 }
 
 /// Directories that claims changed and that await a sync.
@@ -260,9 +292,9 @@ impl Databases {
 
     /// Spares in the reserve now, and how many the reserve is being filled to.
     pub(super) fn spares_in_reserve(&self) -> (usize, usize) {
-        self.spares
-            .as_ref()
-            .map_or((0, 0), |s| (s.reserve.lock().unwrap().len(), s.reserve_goal()))
+        self.spares.as_ref().map_or((0, 0), |s| {
+            (s.reserve.lock().unwrap().len(), s.reserve_goal())
+        })
     }
 }
 
@@ -388,7 +420,7 @@ impl Spares {
             spare_dir_dirty: AtomicBool::new(false),
             target,
             reserve_max,
-            last_claim: Mutex::new(None),
+            claims: Mutex::new(Claims::default()),
             prefix: format!(
                 "{}-{}",
                 std::process::id(),
@@ -422,7 +454,7 @@ impl Spares {
             })?;
             (spare, ready.len())
         };
-        *self.last_claim.lock().unwrap() = Some(Instant::now());
+        self.claims.lock().unwrap().note(Instant::now());
         self.demand.fetch_add(1, Ordering::Relaxed);
         let result = (|| -> io::Result<Vec<PathBuf>> {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
@@ -486,13 +518,10 @@ impl Spares {
         if leftovers > 0 {
             return Step::Adopt(leftovers.min(RESERVE_BATCH));
         }
-        let missing = self
-            .target
-            .saturating_sub(self.ready.lock().unwrap().len());
+        let missing = self.target.saturating_sub(self.ready.lock().unwrap().len());
         if missing >= self.batch() {
             return Step::Ready(missing);
         }
-        let busy = self.busy_for();
         // Claims' directories are synced once new objects pause too (or when the oldest has
         // waited CLAIMS_SYNCED_WITHIN): their disk writes would queue in front of new
         // objects' first syncs, and nothing acknowledged depends on them (see the module's
@@ -508,27 +537,32 @@ impl Spares {
                 None
             }
         };
-        if let Some(due) = claims_due
-            && (busy.is_none() || due.is_zero())
-        {
-            return Step::SyncClaims;
+        let mut wait = None::<Duration>;
+        let mut wait_at_most = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
+        if let Some(due) = claims_due {
+            match self.busy_for(SYNC_CLAIMS_TAKES) {
+                _ if due.is_zero() => return Step::SyncClaims,
+                None => return Step::SyncClaims,
+                Some(busy) => wait_at_most(busy.min(due)),
+            }
         }
         let short = self
             .reserve_goal()
             .saturating_sub(self.reserve.lock().unwrap().len());
-        match busy {
-            Some(wait) if short > 0 || claims_due.is_some() => {
-                Step::Wait(claims_due.map_or(wait, |due| wait.min(due)))
+        if short > 0 {
+            match self.busy_for(SPARE_TAKES) {
+                None => return Step::Reserve(short.min(RESERVE_BATCH)),
+                Some(busy) => wait_at_most(busy),
             }
-            None if short > 0 => Step::Reserve(short.min(RESERVE_BATCH)),
-            _ => Step::Idle,
         }
+        wait.map_or(Step::Idle, Step::Wait)
     }
 
-    /// How long until new objects have paused for [`QUIET`]; `None` if they have.
-    fn busy_for(&self) -> Option<Duration> {
-        let last = (*self.last_claim.lock().unwrap())?;
-        QUIET.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
+    /// How long to wait before disk work that takes about `work`: until new objects have
+    /// paused for [`QUIET`], and, if they came at a steady pace, until the work would end
+    /// before the next one is due (or that time has passed with none). `None`: now.
+    fn busy_for(&self, work: Duration) -> Option<Duration> {
+        self.claims.lock().unwrap().busy_for(Instant::now(), work)
     }
 
     /// The background loop (see [`Spares::next_step`]). Ends when the [`Databases`] is closed
@@ -544,10 +578,7 @@ impl Spares {
             let (work, result) = match step {
                 Step::Adopt(n) => ("adopt the spare databases found at start", spares.adopt(n)),
                 Step::Ready(n) => ("make spare databases", spares.refill_ready(n)),
-                Step::SyncClaims => (
-                    "sync the directories claims changed",
-                    spares.sync_claims(),
-                ),
+                Step::SyncClaims => ("sync the directories claims changed", spares.sync_claims()),
                 Step::Reserve(n) => ("make spare databases", spares.fill_reserve(n)),
                 Step::Wait(_) | Step::Idle => ("", Ok(())),
             };
@@ -595,7 +626,7 @@ impl Spares {
 
     /// Makes up to `count` spares for the reserve, stopping early when a new object comes.
     fn fill_reserve(&self, count: usize) -> io::Result<()> {
-        let made = self.make_batch(count, || self.busy_for().is_none())?;
+        let made = self.make_batch(count, || self.busy_for(SPARE_TAKES).is_none())?;
         self.reserve.lock().unwrap().extend(made);
         Ok(())
     }
@@ -623,7 +654,10 @@ impl Spares {
         // Their entries in `spare/` too (and the removals).
         self.spare_dir_dirty.store(true, Ordering::Release);
         self.sync_claims()?;
-        tracing::debug!(count = adopted.len(), "adopted spare databases found at start");
+        tracing::debug!(
+            count = adopted.len(),
+            "adopted spare databases found at start"
+        );
         self.reserve.lock().unwrap().extend(adopted);
         Ok(())
     }
@@ -1043,5 +1077,43 @@ impl std::fmt::Display for ClaimError {
         match self {
             ClaimError::Damaged(e) | ClaimError::Other(e) => f.write_str(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_work_waits_for_a_pause_in_new_objects_and_ends_before_the_next_is_due() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        let t0 = Instant::now();
+        let mut claims = Claims::default();
+        assert_eq!(claims.busy_for(t0, ms(2)), None, "no new objects yet");
+        claims.note(t0);
+        assert_eq!(
+            claims.busy_for(t0 + ms(3), ms(2)),
+            Some(ms(2)),
+            "within QUIET"
+        );
+        assert_eq!(
+            claims.busy_for(t0 + ms(6), ms(2)),
+            None,
+            "one, then a pause"
+        );
+        // New objects every 10 ms: work that would still run when the next is due waits.
+        let t1 = t0 + ms(10);
+        claims.note(t1);
+        assert_eq!(claims.busy_for(t1 + ms(5), ms(2)), None);
+        assert_eq!(claims.busy_for(t1 + us(8_500), ms(2)), Some(us(1_500)));
+        assert_eq!(
+            claims.busy_for(t1 + ms(11), ms(2)),
+            None,
+            "the next is late: a pause"
+        );
+        // Every 3 ms: never a pause.
+        claims.note(t1 + ms(13));
+        assert_eq!(claims.busy_for(t1 + ms(15), ms(1)), Some(ms(3)));
     }
 }

@@ -580,7 +580,11 @@ fn object_id(name: &str) -> crate::id::ObjectId {
 fn wait_for_spares(dbs: &Databases) {
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     while dbs.spares_ready().0 < dbs.spares_ready().1 {
-        assert!(Instant::now() < deadline, "spares were not made: {:?}", dbs.spares_ready());
+        assert!(
+            Instant::now() < deadline,
+            "spares were not made: {:?}",
+            dbs.spares_ready()
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
@@ -626,7 +630,11 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     let spare_dir = data.path().join("spare");
     std::fs::rename(path.parent().unwrap(), spare_dir.join("left-behind")).unwrap();
     let unclaimed = std::fs::read_dir(&spare_dir).unwrap().count() - 1;
-    assert_eq!(unclaimed, 8 + 2, "the ready spares and the reserve are still there");
+    assert_eq!(
+        unclaimed,
+        8 + 2,
+        "the ready spares and the reserve are still there"
+    );
     let dbs = Databases::open_dir(data.path(), &config).unwrap();
     assert!(
         path.exists(),
@@ -677,7 +685,11 @@ fn the_spare_reserve_grows_with_new_objects_and_is_kept_across_restarts() {
     let dbs = Databases::open_dir(data.path(), &config).unwrap();
     wait_for_spares(&dbs);
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(dbs.spares_in_reserve(), (0, 0), "no new objects, no reserve");
+    assert_eq!(
+        dbs.spares_in_reserve(),
+        (0, 0),
+        "no new objects, no reserve"
+    );
 
     let write_and_read = |dbs: &Databases, name: &str| {
         let mut s = dbs.open(&object_id(name), Some(name)).unwrap();
@@ -723,9 +735,16 @@ fn the_spare_reserve_grows_with_new_objects_and_is_kept_across_restarts() {
     let open_now = dbs.spares_ready().0;
     assert_eq!(open_now, 4);
     let adopted = kept.iter().filter(|d| d.exists()).count();
-    assert_eq!(adopted, kept.len(), "every unchanged reserve spare is still there");
+    assert_eq!(
+        adopted,
+        kept.len(),
+        "every unchanged reserve spare is still there"
+    );
     assert_eq!(now.len(), 7, "the reserve is as big as the spares adopted");
-    for name in (0..6).map(|i| format!("first-{i}")).chain((0..10).map(|i| format!("burst-{i}"))) {
+    for name in (0..6)
+        .map(|i| format!("first-{i}"))
+        .chain((0..10).map(|i| format!("burst-{i}")))
+    {
         let mut s = dbs.open(&object_id(&name), None).unwrap();
         s.begin_event(None).unwrap();
         let rows = exec(&mut s, "SELECT a FROM t", &[]).unwrap().rows;
