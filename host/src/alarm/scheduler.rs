@@ -54,6 +54,15 @@ impl AlarmConfig {
     }
 }
 
+/// How long a stalled alarm's count of failed attempts is kept without a new attempt: twice
+/// the longest push-back, so only the count of an alarm deleted or moved meanwhile goes.
+const STALL_FORGOTTEN_MS: i64 = 2 * MAX_RETRY_DELAY.as_millis() as i64;
+
+/// Drops the counts of failed attempts not set for [`STALL_FORGOTTEN_MS`] (at `now`).
+fn forget_old_stalls(stalled: &mut HashMap<String, (u32, i64)>, now: i64) {
+    stalled.retain(|_, (_, set)| now.saturating_sub(*set) < STALL_FORGOTTEN_MS);
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -66,7 +75,9 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     // Consecutive attempts per object that failed before reaching its handler (the object
     // overloaded, the host shutting down, ...): they push the entry back, doubling each time.
-    let stalled: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    // With when the count was last set: an alarm deleted or moved meanwhile is never
+    // attempted again, and its count goes after STALL_FORGOTTEN_MS.
+    let stalled: Arc<Mutex<HashMap<String, (u32, i64)>>> = Arc::default();
     // Entries that are still as they were dispatched after their attempt, because no write to
     // the index took (a full disk, say): not sent again before the time held here, so that a
     // handler does not run again and again at once (see `hold_if_unchanged`).
@@ -81,6 +92,7 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
             held.retain(|_, h| h.until > now);
             held.len()
         };
+        forget_old_stalls(&mut stalled.lock().unwrap_or_else(|e| e.into_inner()), now);
         match index.due(now, 1024 + held_now) {
             Ok(due) => {
                 for alarm in due {
@@ -132,7 +144,7 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                                     .lock()
                                     .unwrap_or_else(|e| e.into_inner())
                                     .remove(&alarm.id)
-                                    .unwrap_or(0)
+                                    .map_or(0, |(stalls, _)| stalls)
                                     .saturating_add(1);
                                 let config = registry.alarm_config().clone();
                                 let (index, entry) = (index.clone(), alarm.clone());
@@ -157,7 +169,7 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
                                     stalled
                                         .lock()
                                         .unwrap_or_else(|e| e.into_inner())
-                                        .insert(alarm.id.clone(), stalls);
+                                        .insert(alarm.id.clone(), (stalls, now_ms()));
                                 }
                                 let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
                                 match hold {
@@ -332,6 +344,16 @@ mod tests {
         // Removed (the handler ran and the alarm is done): not held.
         index.remove(&id).unwrap();
         assert!(hold_if_unchanged(&index, &id, &due, &config, 1, failed).is_none());
+    }
+
+    #[test]
+    fn the_stall_count_of_an_alarm_not_attempted_again_is_forgotten() {
+        let mut stalled =
+            HashMap::from([("deleted".to_string(), (9, 0)), ("waiting".into(), (9, 0))]);
+        let longest_wait = MAX_RETRY_DELAY.as_millis() as i64;
+        stalled.get_mut("waiting").unwrap().1 = longest_wait;
+        forget_old_stalls(&mut stalled, 2 * longest_wait);
+        assert_eq!(stalled.keys().collect::<Vec<_>>(), ["waiting"]);
     }
 
     #[test]
