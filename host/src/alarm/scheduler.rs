@@ -58,9 +58,16 @@ impl AlarmConfig {
 /// the longest push-back, so only the count of an alarm deleted or moved meanwhile goes.
 const STALL_FORGOTTEN_MS: i64 = 2 * MAX_RETRY_DELAY.as_millis() as i64;
 
-/// Drops the counts of failed attempts not set for [`STALL_FORGOTTEN_MS`] (at `now`).
-fn forget_old_stalls(stalled: &mut HashMap<String, (u32, i64)>, now: i64) {
-    stalled.retain(|_, (_, set)| now.saturating_sub(*set) < STALL_FORGOTTEN_MS);
+/// Drops the counts of failed attempts not set for [`STALL_FORGOTTEN_MS`] (at `now`), except
+/// those of alarms being attempted now (waiting for a permit, say, under overload).
+fn forget_old_stalls(
+    stalled: &mut HashMap<String, (u32, i64)>,
+    in_flight: &HashSet<String>,
+    now: i64,
+) {
+    stalled.retain(|id, (_, set)| {
+        in_flight.contains(id) || now.saturating_sub(*set) < STALL_FORGOTTEN_MS
+    });
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -92,7 +99,11 @@ pub async fn run(registry: ObjectRegistry, index: Arc<AlarmIndex>, max_concurren
             held.retain(|_, h| h.until > now);
             held.len()
         };
-        forget_old_stalls(&mut stalled.lock().unwrap_or_else(|e| e.into_inner()), now);
+        forget_old_stalls(
+            &mut stalled.lock().unwrap_or_else(|e| e.into_inner()),
+            &in_flight.lock().unwrap_or_else(|e| e.into_inner()),
+            now,
+        );
         match index.due(now, 1024 + held_now) {
             Ok(due) => {
                 for alarm in due {
@@ -348,12 +359,18 @@ mod tests {
 
     #[test]
     fn the_stall_count_of_an_alarm_not_attempted_again_is_forgotten() {
-        let mut stalled =
-            HashMap::from([("deleted".to_string(), (9, 0)), ("waiting".into(), (9, 0))]);
+        let mut stalled = HashMap::from([
+            ("deleted".to_string(), (9, 0)),
+            ("waiting".into(), (9, 0)),
+            ("in flight".into(), (9, 0)),
+        ]);
         let longest_wait = MAX_RETRY_DELAY.as_millis() as i64;
         stalled.get_mut("waiting").unwrap().1 = longest_wait;
-        forget_old_stalls(&mut stalled, 2 * longest_wait);
-        assert_eq!(stalled.keys().collect::<Vec<_>>(), ["waiting"]);
+        let in_flight = HashSet::from(["in flight".to_string()]);
+        forget_old_stalls(&mut stalled, &in_flight, 2 * longest_wait);
+        let mut kept = stalled.keys().collect::<Vec<_>>();
+        kept.sort();
+        assert_eq!(kept, ["in flight", "waiting"]);
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! every claim: the spares of a batch share the sync of `spare/`, and so do the claims since
 //! the last batch.
 //!
+//! A spare is made in `spare/.making/` and renamed into `spare/` when its files are synced
+//! (see [`Spares::make_one`]).
+//!
 //! Behind the open spares is a reserve: spares made and synced the same way but not opened
 //! (no file descriptors, no memory). The thread refills the open spares from it, which costs
 //! no disk writes, so a burst of new objects finds its databases made and causes no file
@@ -127,7 +130,7 @@ const RESERVE_BATCH: usize = 16;
 /// What the spare thread does next.
 #[derive(Debug, PartialEq)]
 enum Step {
-    /// Verify and sync this many spares found at start, into the reserve.
+    /// Sync this many spares found at start, into the reserve (while new objects pause).
     Adopt(usize),
     /// Refill the open spares: this many are missing.
     Ready(usize),
@@ -221,6 +224,10 @@ impl Databases {
                 (None, None)
             }
             n => {
+                make_making_dir(&dir).map_err(|source| StorageError::Create {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let (spares, worker) = Spares::start(dir, config.clone(), n, leftovers);
                 (Some(spares), Some(worker))
             }
@@ -454,8 +461,6 @@ impl Spares {
             })?;
             (spare, ready.len())
         };
-        self.claims.lock().unwrap().note(Instant::now());
-        self.demand.fetch_add(1, Ordering::Relaxed);
         let result = (|| -> io::Result<Vec<PathBuf>> {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
             let mut dirs = create::create_dirs(parent)?;
@@ -465,6 +470,8 @@ impl Spares {
         })();
         let first_unsynced = match &result {
             Ok(dirs) => {
+                self.claims.lock().unwrap().note(Instant::now());
+                self.demand.fetch_add(1, Ordering::Relaxed);
                 let mut unsynced = self.unsynced.lock().unwrap();
                 let first = unsynced.dirs.is_empty();
                 if first {
@@ -510,18 +517,12 @@ impl Spares {
         demand.min(self.reserve_max)
     }
 
-    /// What the thread does next, in order: adopt the spares found at start; refill the open
-    /// spares once a batch is missing (from the reserve, or by making new ones); sync the
-    /// directories claims changed; fill the reserve while new objects pause.
+    /// What the thread does next, in order: sync the directories of claims that waited
+    /// [`CLAIMS_SYNCED_WITHIN`]; refill the open spares once a batch is missing (from the
+    /// reserve, then from the spares found at start, then by making new ones); and, while new
+    /// objects pause, sync claims' directories, take the spares found at start into the
+    /// reserve, and fill the reserve.
     fn next_step(&self) -> Step {
-        let leftovers = self.leftovers.lock().unwrap().len();
-        if leftovers > 0 {
-            return Step::Adopt(leftovers.min(RESERVE_BATCH));
-        }
-        let missing = self.target.saturating_sub(self.ready.lock().unwrap().len());
-        if missing >= self.batch() {
-            return Step::Ready(missing);
-        }
         // Claims' directories are synced once new objects pause too (or when the oldest has
         // waited CLAIMS_SYNCED_WITHIN): their disk writes would queue in front of new
         // objects' first syncs, and nothing acknowledged depends on them (see the module's
@@ -537,20 +538,28 @@ impl Spares {
                 None
             }
         };
+        if claims_due.is_some_and(|due| due.is_zero()) {
+            return Step::SyncClaims;
+        }
+        let missing = self.target.saturating_sub(self.ready.lock().unwrap().len());
+        if missing >= self.batch() {
+            return Step::Ready(missing);
+        }
         let mut wait = None::<Duration>;
         let mut wait_at_most = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
         if let Some(due) = claims_due {
             match self.busy_for(SYNC_CLAIMS_TAKES) {
-                _ if due.is_zero() => return Step::SyncClaims,
                 None => return Step::SyncClaims,
                 Some(busy) => wait_at_most(busy.min(due)),
             }
         }
+        let leftovers = self.leftovers.lock().unwrap().len();
         let short = self
             .reserve_goal()
             .saturating_sub(self.reserve.lock().unwrap().len());
-        if short > 0 {
+        if leftovers > 0 || short > 0 {
             match self.busy_for(SPARE_TAKES) {
+                None if leftovers > 0 => return Step::Adopt(leftovers.min(RESERVE_BATCH)),
                 None => return Step::Reserve(short.min(RESERVE_BATCH)),
                 Some(busy) => wait_at_most(busy),
             }
@@ -615,8 +624,13 @@ impl Spares {
             let keep = reserve.len().saturating_sub(missing);
             reserve.split_off(keep)
         };
-        let rest = missing - from_reserve.len();
+        let mut rest = missing - from_reserve.len();
         self.open_ready(from_reserve);
+        if rest > 0 && !self.leftovers.lock().unwrap().is_empty() {
+            let adopted = self.take_leftovers(rest, usize::MAX)?;
+            rest -= adopted.len();
+            self.open_ready(adopted);
+        }
         if rest > 0 {
             let made = self.make_batch(rest, || true)?;
             self.open_ready(made);
@@ -631,47 +645,54 @@ impl Spares {
         Ok(())
     }
 
-    /// Takes up to `count` of the spares found intact at start into the reserve, once each is
-    /// synced (an earlier run may have written its files and stopped before syncing them);
-    /// removes the ones beyond the reserve's size, or that cannot be synced.
+    /// Takes up to `count` of the spares found intact at start into the reserve (while there
+    /// is room in it; the rest are removed).
     fn adopt(&self, count: usize) -> io::Result<()> {
-        let found = {
-            let mut leftovers = self.leftovers.lock().unwrap();
-            let keep = leftovers.len().saturating_sub(count);
-            leftovers.split_off(keep)
-        };
         let room = self
             .reserve_max
             .saturating_sub(self.reserve.lock().unwrap().len());
-        let mut adopted = Vec::new();
-        for dir in found {
-            if adopted.len() < room && sync_spare(&dir).is_ok() {
-                adopted.push(dir);
-            } else {
-                remove(fs::remove_dir_all(&dir))?;
-            }
-        }
-        // Their entries in `spare/` too (and the removals).
-        self.spare_dir_dirty.store(true, Ordering::Release);
-        self.sync_claims()?;
-        tracing::debug!(
-            count = adopted.len(),
-            "adopted spare databases found at start"
-        );
+        let adopted = self.take_leftovers(count, room)?;
         self.reserve.lock().unwrap().extend(adopted);
         Ok(())
+    }
+
+    /// Takes up to `count` of the spares found intact at start, once each is synced (an
+    /// earlier run may have written its files and stopped before syncing them), and up to
+    /// `keep` of them: the others are removed. On an error, the ones not yet taken go back.
+    fn take_leftovers(&self, count: usize, keep: usize) -> io::Result<Vec<PathBuf>> {
+        let mut found = {
+            let mut leftovers = self.leftovers.lock().unwrap();
+            let from = leftovers.len().saturating_sub(count);
+            leftovers.split_off(from)
+        };
+        let mut taken = Vec::new();
+        let result = (|| {
+            while let Some(dir) = found.pop() {
+                if taken.len() < keep && sync_spare(&dir).is_ok() {
+                    taken.push(dir);
+                } else if let Err(e) = remove(fs::remove_dir_all(&dir)) {
+                    found.push(dir);
+                    return Err(e);
+                }
+            }
+            // Their entries in `spare/` too (and the removals).
+            self.spare_dir_dirty.store(true, Ordering::Release);
+            self.sync_claims()
+        })();
+        if let Err(e) = result {
+            let mut leftovers = self.leftovers.lock().unwrap();
+            leftovers.extend(found);
+            leftovers.append(&mut taken);
+            return Err(e);
+        }
+        tracing::debug!(count = taken.len(), "took spare databases found at start");
+        Ok(taken)
     }
 
     /// Makes up to `count` spares (fewer if closing, or once `go_on` says stop), syncs `spare/`
     /// once for all of them (and for the claims since the last sync), and returns them.
     fn make_batch(&self, count: usize, go_on: impl Fn() -> bool) -> io::Result<Vec<PathBuf>> {
         let started = Instant::now();
-        // Claims first: syncing a new spare also writes `spare/` on a file system without a
-        // journal (ext4 syncs a new entry's parent), and with it the claims' removals, which
-        // must not reach the disk before their new entries.
-        if !self.unsynced.lock().unwrap().dirs.is_empty() {
-            self.sync_claims()?;
-        }
         let mut made = Vec::new();
         let mut error = None;
         for _ in 0..count {
@@ -686,11 +707,18 @@ impl Spares {
                 }
             }
         }
-        // One sync of `spare/` for the batch's entries and the claims' removals.
+        // One sync of `spare/` for the batch's entries and the claims' removals; first that of
+        // `.making/`, so that no spare that may be claimed is also found there after a power
+        // loss (the start removes what is there).
         if !made.is_empty() {
             self.spare_dir_dirty.store(true, Ordering::Release);
         }
-        if let Err(e) = self.sync_claims() {
+        let synced = if made.is_empty() {
+            Ok(())
+        } else {
+            fs::File::open(self.dir.join(MAKING_DIR)).and_then(|d| d.sync_all())
+        };
+        if let Err(e) = synced.and_then(|()| self.sync_claims()) {
             made.iter().for_each(|d| drop(fs::remove_dir_all(d)));
             return Err(e);
         }
@@ -760,26 +788,35 @@ impl Spares {
     }
 
     /// Makes one spare directory, everything in it synced (but not its entry in `spare/`).
+    ///
+    /// It is made in `spare/.making/` and renamed into `spare/` when done, so that its syncs
+    /// never write `spare/`: on ext4 without a journal, syncing a new file also writes its new
+    /// parent directories, up to the first that is not new, and `spare/` holds the removals of
+    /// claims whose new entries may not be durable yet. (`.making/` itself is made and synced
+    /// at start.) The batch then syncs `.making/` before `spare/`, so a spare is never found in
+    /// both after a power loss.
     fn make_one(&self) -> io::Result<PathBuf> {
-        fs::create_dir_all(&self.dir)?;
+        let making = self.dir.join(MAKING_DIR);
+        fs::create_dir_all(&making)?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let dir = self.dir.join(format!("{}-{seq}", self.prefix));
+        let name = format!("{}-{seq}", self.prefix);
+        let staged = making.join(&name);
         // Not inside the clean-up below: a directory already there is not this one's to remove.
-        fs::create_dir(&dir)?;
+        fs::create_dir(&staged)?;
         let result = (|| {
             let template = create::template(&self.dir).map_err(io::Error::other)?;
-            let db = dir.join(DB_FILE);
+            let db = staged.join(DB_FILE);
             create::write_new_synced(&db, template)?;
             create::write_new_synced(&create::sidecar(&db, "-wal"), &vec![0; SPARE_WAL_BYTES])?;
-            fs::File::open(&dir)?.sync_all()
+            fs::File::open(&staged)?.sync_all()?;
+            let dir = self.dir.join(&name);
+            fs::rename(&staged, &dir)?;
+            Ok(dir)
         })();
-        match result {
-            Ok(()) => Ok(dir),
-            Err(e) => {
-                let _ = fs::remove_dir_all(&dir);
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staged);
         }
+        result
     }
 }
 
@@ -797,6 +834,11 @@ fn recover_spares(data_dir: &Path, spare_dir: &Path) -> io::Result<Vec<PathBuf>>
     let entries = entries.collect::<io::Result<Vec<_>>>()?;
     for entry in entries {
         let dir = entry.path();
+        if entry.file_name() == MAKING_DIR {
+            // Spares being made when the host stopped: never claimed.
+            remove(fs::remove_dir_all(&dir))?;
+            continue;
+        }
         if !dir.is_dir() {
             // A template being made when the host stopped.
             remove(fs::remove_file(&dir))?;
@@ -891,6 +933,20 @@ fn sync_spare(dir: &Path) -> io::Result<()> {
     fs::File::open(&db)?.sync_all()?;
     fs::File::open(create::sidecar(&db, "-wal"))?.sync_all()?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Where spares are made, inside `spare/`, before they are renamed into it.
+const MAKING_DIR: &str = ".making";
+
+/// Makes `spare/.making/` and syncs it and the directories above it that are new, before any
+/// claim: later syncs of spares made in it then stop at it (see [`Spares::make_one`]).
+fn make_making_dir(spare_dir: &Path) -> io::Result<()> {
+    let making = spare_dir.join(MAKING_DIR);
+    let mut dirs = create::create_dirs(&making)?;
+    dirs.push(making);
+    dirs.iter()
+        .rev()
+        .try_for_each(|d| fs::File::open(d)?.sync_all())
 }
 
 /// Where spares whose databases could not be read at start are kept (see `recover_spares`).
@@ -1112,8 +1168,12 @@ mod tests {
             None,
             "the next is late: a pause"
         );
-        // Every 3 ms: never a pause.
-        claims.note(t1 + ms(13));
-        assert_eq!(claims.busy_for(t1 + ms(15), ms(1)), Some(ms(3)));
+        // Every 8 ms: 2 ms of work fits from 5 to 6 ms after the last; sync of claims (1 ms)
+        // to 7 ms.
+        let t2 = t1 + ms(8);
+        claims.note(t2);
+        assert_eq!(claims.busy_for(t2 + us(5_500), ms(2)), None);
+        assert_eq!(claims.busy_for(t2 + us(6_500), ms(2)), Some(us(1_500)));
+        assert_eq!(claims.busy_for(t2 + us(6_500), ms(1)), None);
     }
 }
