@@ -103,14 +103,14 @@ struct RunArgs {
     max_db_size: u64,
     /// Empty object databases kept ready (made, synced and opened in the background, under
     /// <data>/spare; refilled once a quarter are taken), so a new object's first request
-    /// creates and opens nothing; 0 = off (and no reserve). Each costs about 80 KiB of disk
+    /// creates and opens nothing; 0 = off (and no reserve). Each costs about 90 KiB of disk
     /// and three open files.
     #[arg(long, default_value_t = 32)]
     spare_databases: usize,
     /// Most spare databases kept made on disk (not open) behind the ready ones, so that a
     /// burst of new objects causes no file creation or sync while it lasts. The reserve grows
     /// with use: up to as many as new objects were made since the start, made whenever new
-    /// objects pause for 5 ms, and kept across restarts. About 80 KiB of disk each, no open
+    /// objects pause for 5 ms, and kept across restarts. About 90 KiB of disk each, no open
     /// files; 0 = none.
     #[arg(long, default_value_t = 1024)]
     spare_reserve: usize,
