@@ -45,7 +45,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -98,7 +98,7 @@ struct Spares {
     /// New objects that took a spare since the start, plus the spares adopted at start: the
     /// reserve is filled up to this many (at most `reserve_max`), so a host that makes few
     /// new objects keeps few spares on disk.
-    demand: AtomicU64,
+    demand: AtomicUsize,
     /// When the last claims happened: the thread's disk work waits for a pause in them.
     claims: Mutex<Claims>,
     /// Spare names are `<prefix>-<seq>`; the prefix (process ID and start time) keeps them
@@ -420,7 +420,7 @@ impl Spares {
             config,
             ready: Mutex::new(Vec::new()),
             reserve: Mutex::new(Vec::new()),
-            demand: AtomicU64::new(leftovers.len().min(reserve_max) as u64),
+            demand: AtomicUsize::new(leftovers.len().min(reserve_max)),
             leftovers: Mutex::new(leftovers),
             claiming: Mutex::new(()),
             unsynced: Mutex::new(Unsynced::default()),
@@ -513,8 +513,7 @@ impl Spares {
     /// How many spares the reserve is filled to: as many as new objects took spares since the
     /// start (plus those adopted at start), at most `reserve_max`.
     fn reserve_goal(&self) -> usize {
-        let demand = usize::try_from(self.demand.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        demand.min(self.reserve_max)
+        self.demand.load(Ordering::Relaxed).min(self.reserve_max)
     }
 
     /// What the thread does next, in order: sync the directories of claims that waited
@@ -710,12 +709,10 @@ impl Spares {
         // One sync of `spare/` for the batch's entries and the claims' removals; first that of
         // `.making/`, so that no spare that may be claimed is also found there after a power
         // loss (the start removes what is there).
-        if !made.is_empty() {
-            self.spare_dir_dirty.store(true, Ordering::Release);
-        }
         let synced = if made.is_empty() {
             Ok(())
         } else {
+            self.spare_dir_dirty.store(true, Ordering::Release);
             fs::File::open(self.dir.join(MAKING_DIR)).and_then(|d| d.sync_all())
         };
         if let Err(e) = synced.and_then(|()| self.sync_claims()) {

@@ -578,13 +578,22 @@ fn object_id(name: &str) -> crate::id::ObjectId {
 }
 
 fn wait_for_spares(dbs: &Databases) {
+    wait_until_full("spares were not made", || dbs.spares_ready());
+}
+
+fn wait_for_reserve(dbs: &Databases) {
+    wait_until_full("the reserve was not filled", || dbs.spares_in_reserve());
+}
+
+/// Waits up to 10 s until `counts` gives (as many as, how many are wanted).
+fn wait_until_full(what: &str, counts: impl Fn() -> (usize, usize)) {
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while dbs.spares_ready().0 < dbs.spares_ready().1 {
-        assert!(
-            Instant::now() < deadline,
-            "spares were not made: {:?}",
-            dbs.spares_ready()
-        );
+    loop {
+        let (now, wanted) = counts();
+        if now >= wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {now} of {wanted}");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
@@ -666,14 +675,6 @@ fn spares_in(spare_dir: &std::path::Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|name| name != ".making")
         .collect()
-}
-
-fn wait_for_reserve(dbs: &Databases) {
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while dbs.spares_in_reserve().0 < dbs.spares_in_reserve().1 {
-        assert!(Instant::now() < deadline, "the reserve was not filled");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// The reserve: spares made on disk, not open, once new objects pause, as many as new objects
