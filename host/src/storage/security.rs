@@ -197,6 +197,19 @@ pub fn is_reserved(name: &str) -> bool {
     starts_with_name(name, RESERVED_PREFIX)
 }
 
+/// Whether a statement's text mentions the reserved prefix anywhere (ignoring ASCII case, as
+/// SQLite does for names). A schema change whose text does not cannot tie the schema to the
+/// reserved namespace: every name it gives, and every table its foreign keys point to, is
+/// written in its text (SQL names have no escapes that could spell the prefix otherwise),
+/// and it rewrites no other entry's names but those it gives.
+pub fn mentions_reserved(statement_sql: &str) -> bool {
+    let prefix = RESERVED_PREFIX.as_bytes();
+    statement_sql
+        .as_bytes()
+        .windows(prefix.len())
+        .any(|w| w.eq_ignore_ascii_case(prefix))
+}
+
 /// Whether `name` starts with `prefix`, ignoring ASCII case as SQLite does for names. Compares
 /// bytes: a name may have a multi-byte character where the prefix ends.
 fn starts_with_name(name: &str, prefix: &str) -> bool {
@@ -257,6 +270,21 @@ mod tests {
         assert!(is_statistics("SQLITE_STAT4"));
         // A multi-byte character across the prefix's end (this used to slice a `str` there).
         assert!(!is_statistics("sqlite_staé1"));
+    }
+
+    #[test]
+    fn mentions_of_the_reserved_prefix() {
+        assert!(mentions_reserved(
+            "CREATE TABLE c (v REFERENCES \"_DO_META\"(value))"
+        ));
+        assert!(mentions_reserved("alter table t rename to [_Do_x]"));
+        assert!(mentions_reserved("CREATE TABLE t (x) -- _do_"));
+        assert!(!mentions_reserved(
+            "CREATE TABLE IF NOT EXISTS players (id TEXT PRIMARY KEY, name TEXT NOT NULL)"
+        ));
+        // A doubled quote inside a name is a quote character, not a way to spell the prefix.
+        assert!(!mentions_reserved("CREATE TABLE \"_do\"\"_x\" (v)"));
+        assert!(!mentions_reserved("_do"));
     }
 
     #[test]
