@@ -262,6 +262,7 @@ fn instantiate(c: &mut Criterion, f: &Fixture) {
                         limits: &limits,
                         fetch: &fetch,
                         metrics: &metrics,
+                        prestarted: None,
                     };
                     let live = LiveObject::activate(f.rt.handle(), &parts, identity.clone(), db);
                     total += started.elapsed();

@@ -139,6 +139,13 @@ struct RunArgs {
     /// recently used idle object is evicted.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Instances of the class kept started ahead (their start code run, no object bound yet),
+    /// so that activating an object binds one instead of instantiating the component on the
+    /// request's path. A class whose start code needs its object (calls dohost imports or
+    /// writes output) is not started ahead. Each holds an instance slot and its memory;
+    /// 0 = none.
+    #[arg(long, default_value_t = dohost::server::DEFAULT_SPARE_INSTANCES as u16, value_parser = clap::value_parser!(u16).range(0..=256))]
+    spare_instances: u16,
     /// Hosts objects may fetch from: `host`, `host:port` or `*.domain` (repeat or separate with
     /// commas) [default: any public host].
     #[arg(long = "fetch-allow", value_delimiter = ',', value_parser = dohost::fetch::check_allow_entry)]
@@ -244,6 +251,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     config.idle_timeout = args.idle_timeout;
     config.max_instances = args.max_instances;
+    config.spare_instances = usize::from(args.spare_instances);
     config.alarms.retry_base = args.alarm_retry_base;
     config.admin = args.admin;
     config.fetch = dohost::fetch::FetchPolicy {

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod object;
+pub mod prestart;
 pub mod registry;
 pub mod server;
 pub mod sql;

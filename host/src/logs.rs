@@ -6,7 +6,8 @@
 //! cannot make the host buffer without bound.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
@@ -43,16 +44,37 @@ pub enum Stream {
     Stderr,
 }
 
+/// Whose output an instance's streams carry: the object's ID, set once the instance is bound
+/// to its object. An instance started ahead ([`crate::prestart`]) runs its start code before
+/// that; output it writes then is dropped and noted, and the host discards the instance.
+#[derive(Default)]
+pub struct LogOwner {
+    object: OnceLock<Arc<str>>,
+    unbound_output: AtomicBool,
+}
+
+impl LogOwner {
+    /// Binds the streams to `object` (once; later calls are ignored).
+    pub fn bind(&self, object: Arc<str>) {
+        let _ = self.object.set(object);
+    }
+
+    /// Whether output was written before the streams were bound.
+    pub fn wrote_unbound(&self) -> bool {
+        self.unbound_output.load(Ordering::Relaxed)
+    }
+}
+
 /// A guest output stream that writes to the host log.
 #[derive(Clone)]
 pub struct GuestLog {
-    object: Arc<str>,
+    owner: Arc<LogOwner>,
     stream: Stream,
 }
 
 impl GuestLog {
-    pub fn new(object: Arc<str>, stream: Stream) -> Self {
-        Self { object, stream }
+    pub fn new(owner: Arc<LogOwner>, stream: Stream) -> Self {
+        Self { owner, stream }
     }
 }
 
@@ -80,7 +102,12 @@ impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\n', '\r']);
-        let object = &*self.log.object;
+        let Some(object) = self.log.owner.object.get() else {
+            self.log.owner.unbound_output.store(true, Ordering::Relaxed);
+            self.line.clear();
+            return;
+        };
+        let object = &**object;
         if text.trim().is_empty() {
             self.line.clear();
             return;
@@ -100,6 +127,10 @@ impl AsyncWrite for LineWriter {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        if this.log.owner.object.get().is_none() && !buf.is_empty() {
+            this.log.owner.unbound_output.store(true, Ordering::Relaxed);
+            return Poll::Ready(Ok(buf.len()));
+        }
         for &byte in buf {
             this.line.push(byte);
             if byte == b'\n' || this.line.len() >= MAX_LINE {
@@ -132,6 +163,34 @@ impl Drop for LineWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::AsyncWriteExt;
+    use wasmtime_wasi::cli::StdoutStream;
+
+    use super::{GuestLog, LogOwner, Stream};
+
+    /// An instance started ahead has no object yet: what it writes then is dropped and noted
+    /// (the host discards such an instance), never logged under another object's ID.
+    #[tokio::test]
+    async fn output_before_binding_is_noted_not_logged() {
+        let owner = Arc::new(LogOwner::default());
+        let log = GuestLog::new(owner.clone(), Stream::Stdout);
+        let mut out = Box::into_pin(log.async_stream());
+        out.write_all(b"").await.unwrap();
+        assert!(!owner.wrote_unbound());
+        out.write_all(b"partial line").await.unwrap();
+        assert!(owner.wrote_unbound());
+        owner.bind("00ff".into());
+        out.write_all(b"after binding\n").await.unwrap();
+        assert!(owner.wrote_unbound(), "the mark stays");
+        let bound = Arc::new(LogOwner::default());
+        bound.bind("00ff".into());
+        let mut out = Box::into_pin(GuestLog::new(bound.clone(), Stream::Stderr).async_stream());
+        out.write_all(b"a line\n").await.unwrap();
+        assert!(!bound.wrote_unbound());
+    }
+
     #[test]
     fn error_text_is_one_bounded_log_line() {
         assert_eq!(super::log_safe("plain: ok"), "plain: ok");

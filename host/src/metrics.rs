@@ -76,7 +76,8 @@ pub struct ActivationTimings {
     /// Opening (or creating) the object's SQLite database.
     pub open_database: Duration,
     /// Creating the instance from the `InstancePre`, including the component's start
-    /// functions (guest initialisation).
+    /// functions (guest initialisation); or, usually, binding an instance started ahead
+    /// (`--spare-instances`) to the object.
     pub instantiate: Duration,
     /// The first event on the new instance, until its response is ready (includes the
     /// guest's own setup, such as an SDK constructor).

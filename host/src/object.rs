@@ -28,8 +28,9 @@ use crate::engine::{Class, EPOCH_TICK};
 use crate::fetch::{FetchPolicy, OutboundHttp};
 use crate::id::ObjectId;
 use crate::limits::{LimitHit, Limits, MemoryLimiter, thread_cpu_time};
-use crate::logs::{GuestLog, Stream};
+use crate::logs::{GuestLog, LogOwner, Stream};
 use crate::metrics::Metrics;
+use crate::prestart::Prestart;
 use crate::storage::{EventEnd, SqlStore, StorageError};
 
 /// Who an object is, as its guest sees it through the `identity` interface.
@@ -55,8 +56,14 @@ pub struct ObjectState {
     http: WasiHttpCtx,
     http_hooks: OutboundHttp,
     pub(crate) table: ResourceTable,
-    sql: SqlStore,
-    identity: Identity,
+    /// The object's database and identity: `None` only in an instance started ahead
+    /// ([`crate::prestart`]) until it is bound to an object.
+    sql: Option<SqlStore>,
+    identity: Option<Identity>,
+    log_owner: Arc<LogOwner>,
+    /// Set when the guest called an import that needs the object before the instance was
+    /// bound to one: such an instance is discarded.
+    unbound_use: bool,
     limiter: MemoryLimiter,
     pub(crate) metrics: EventMetrics,
     /// Whether the guest called `alarm.set` or `alarm.delete` in the current event.
@@ -67,8 +74,42 @@ pub struct ObjectState {
 }
 
 impl ObjectState {
-    pub(crate) fn sql(&mut self) -> &mut SqlStore {
-        &mut self.sql
+    /// The object's database, for the guest's imports. Fails (a trap) in an instance started
+    /// ahead whose start code calls in before it is bound to an object; the call is noted and
+    /// the instance discarded (see [`crate::prestart`]).
+    pub(crate) fn sql(&mut self) -> wasmtime::Result<&mut SqlStore> {
+        match self.sql {
+            Some(ref mut sql) => Ok(sql),
+            None => Err(self.used_unbound()),
+        }
+    }
+
+    /// The database, for the host's own work during an event (an instance is always bound
+    /// by then).
+    fn db(&mut self) -> &mut SqlStore {
+        self.sql
+            .as_mut()
+            .expect("an instance is bound to its object before any event")
+    }
+
+    fn identity(&mut self) -> wasmtime::Result<&Identity> {
+        if self.identity.is_none() {
+            return Err(self.used_unbound());
+        }
+        Ok(self.identity.as_ref().expect("checked above"))
+    }
+
+    fn used_unbound(&mut self) -> wasmtime::Error {
+        self.unbound_use = true;
+        wasmtime::format_err!(
+            "the object is not available to code run while an instance starts ahead"
+        )
+    }
+
+    /// Whether the guest's start code needed the object (an import, or output) before the
+    /// instance was bound to one.
+    pub(crate) fn used_while_unbound(&self) -> bool {
+        self.unbound_use || self.log_owner.wrote_unbound()
     }
 
     pub(crate) fn outbound(&self) -> &OutboundHttp {
@@ -84,9 +125,10 @@ impl ObjectState {
         &mut self,
         alarms: &AlarmIndex,
     ) -> Result<Option<i64>, StorageError> {
-        let next = self.sql.alarm()?;
+        let next = self.db().alarm()?;
         if let Some(at) = next {
-            alarms.upsert_earliest(&self.identity.id, self.identity.name.as_deref(), at)?;
+            let identity = self.identity.as_ref().expect("bound before events");
+            alarms.upsert_earliest(&identity.id, identity.name.as_deref(), at)?;
         }
         Ok(next)
     }
@@ -97,14 +139,9 @@ impl ObjectState {
         alarms: &AlarmIndex,
         next: Option<i64>,
     ) -> Result<(), StorageError> {
-        let identity = &self.identity;
-        reindex_alarm(
-            &mut self.sql,
-            alarms,
-            &identity.id,
-            identity.name.as_deref(),
-            next,
-        )
+        let identity = self.identity.as_ref().expect("bound before events");
+        let sql = self.sql.as_mut().expect("bound before events");
+        reindex_alarm(sql, alarms, &identity.id, identity.name.as_deref(), next)
     }
 }
 
@@ -152,11 +189,11 @@ impl crate::bindings::http_types::Host for ObjectState {}
 
 impl identity::Host for ObjectState {
     fn id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.identity.id.to_hex())
+        Ok(self.identity()?.id.to_hex())
     }
 
     fn name(&mut self) -> wasmtime::Result<Option<String>> {
-        Ok(self.identity.name.clone())
+        Ok(self.identity()?.name.clone())
     }
 }
 
@@ -227,7 +264,50 @@ pub struct HostParts<'a> {
     pub limits: &'a Limits,
     pub fetch: &'a Arc<FetchPolicy>,
     pub metrics: &'a Arc<Metrics>,
+    /// Instances started ahead, taken before instantiating one.
+    pub prestarted: Option<&'a Prestart>,
 }
+
+/// An instance of the class not (yet) bound to an object: its start code has run, and it has
+/// no identity and no database. See [`crate::prestart`].
+pub struct Unbound {
+    store: Store<ObjectState>,
+    bindings: Object,
+}
+
+impl Unbound {
+    /// Instantiates the class, running the component's start code with no object bound. Fails
+    /// if the start code needed the object (an import or output): an instance started this
+    /// way would differ from one started for its object.
+    pub fn start(rt: &Handle, host: &HostParts<'_>) -> wasmtime::Result<Self> {
+        let mut store = new_store(host);
+        let started = rt.block_on(host.class.pre().instantiate_async(&mut store));
+        // Checked first: the start code may have trapped on an import that needed the object.
+        if store.data().used_while_unbound() {
+            return Err(wasmtime::Error::new(StartedUnbound));
+        }
+        Ok(Self {
+            bindings: started?,
+            store,
+        })
+    }
+
+    /// Binds the instance to the object `identity` with its database.
+    pub fn bind(mut self, identity: Identity, sql: SqlStore) -> LiveObject {
+        bind_state(self.store.data_mut(), identity, sql);
+        LiveObject {
+            store: self.store,
+            bindings: self.bindings,
+        }
+    }
+}
+
+/// Why an instance could not be started ahead: its start code needed the object.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "its start code calls dohost imports or writes output, which need the object it starts for"
+)]
+pub struct StartedUnbound;
 
 /// A live instance of an object.
 pub struct LiveObject {
@@ -236,28 +316,33 @@ pub struct LiveObject {
 }
 
 impl LiveObject {
-    /// Instantiates the class of `host` for `identity` over its open database. On failure the
-    /// database comes back with the error: it may hold commits that still await their sync.
+    /// Binds an instance started ahead to `identity` and its open database, if one is ready;
+    /// otherwise instantiates the class for them. On failure the database comes back with the
+    /// error: it may hold commits that still await their sync.
     pub fn activate(
         rt: &Handle,
         host: &HostParts<'_>,
         identity: Identity,
         sql: SqlStore,
     ) -> Result<Self, Box<(EventError, SqlStore)>> {
+        if let Some(unbound) = host.prestarted.and_then(Prestart::take) {
+            return Ok(unbound.bind(identity, sql));
+        }
         let mut sql = sql;
         let deadline = Instant::now() + POOL_WAIT;
         loop {
-            let mut store = new_store(host, identity.clone(), sql);
+            let mut store = new_store(host);
+            bind_state(store.data_mut(), identity.clone(), sql);
             match rt.block_on(host.class.pre().instantiate_async(&mut store)) {
                 Ok(bindings) => return Ok(Self { store, bindings }),
                 // The pool is full for a moment: evicted instances are freed by their actors
                 // shortly after the eviction. Wait for a slot rather than fail the event.
                 Err(e) if pool_exhausted(&e) && Instant::now() < deadline => {
-                    sql = store.into_data().sql;
+                    sql = take_database(store);
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => {
-                    let sql = store.into_data().sql;
+                    let sql = take_database(store);
                     let err = if pool_exhausted(&e) {
                         EventError::Busy(format!(
                             "the host is at its live-object limit: {}",
@@ -292,7 +377,7 @@ impl LiveObject {
         // stopped at its limit.
         let grace = EPOCH_TICK.min(state.cpu_limit / 2);
         let sql_deadline = state.cpu_start + state.cpu_limit - grace;
-        if let Err(e) = state.sql.begin_event(Some(sql_deadline)) {
+        if let Err(e) = state.db().begin_event(Some(sql_deadline)) {
             return (Err(e.into()), false);
         }
         let alarm_info = match event {
@@ -302,7 +387,7 @@ impl LiveObject {
                 Ok(None) => return (Ok(Reply::AlarmNotDue), true),
                 Err(e) => {
                     // Ends the event transaction if the failure left it open.
-                    let _ = self.store.data_mut().sql.finish_event(false);
+                    let _ = self.store.data_mut().db().finish_event(false);
                     return (Err(e), false);
                 }
             },
@@ -333,7 +418,7 @@ impl LiveObject {
                     match state.index_alarm_before_commit(alarms) {
                         Ok(next) => next,
                         Err(e) => {
-                            let _ = state.sql.finish_event(false);
+                            let _ = state.db().finish_event(false);
                             return (Err(e.into()), false);
                         }
                     }
@@ -348,10 +433,10 @@ impl LiveObject {
                     ))),
                     None => Ok(reply),
                 };
-                match state.sql.finish_event(true) {
+                match state.db().finish_event(true) {
                     Ok(EventEnd::Committed) => {
                         if alarm_touched && let Err(e) = state.reindex_alarm(alarms, next_alarm) {
-                            tracing::warn!(object = %state.identity.id, "cannot update the alarm index entry: {e}");
+                            tracing::warn!(object = ?state.identity.as_ref().map(|i| i.id), "cannot update the alarm index entry: {e}");
                         }
                         (Ok(reply), true)
                     }
@@ -370,11 +455,11 @@ impl LiveObject {
                 }
             }
             Ok(Err(message)) => {
-                let _ = state.sql.finish_event(false);
+                let _ = state.db().finish_event(false);
                 (Err(EventError::Guest(message)), false)
             }
             Err(trap) => {
-                let _ = state.sql.finish_event(false);
+                let _ = state.db().finish_event(false);
                 let err = match trap.downcast_ref::<LimitHit>() {
                     Some(hit) => EventError::Limit(hit.clone()),
                     None => EventError::Trap(describe_trap(&trap)),
@@ -394,9 +479,9 @@ impl LiveObject {
     ) -> Result<Option<AlarmInfo>, EventError> {
         let state = self.store.data_mut();
         let now = now_ms();
-        match state.sql.alarm()? {
+        match state.db().alarm()? {
             Some(at) if at <= now => {
-                state.sql.set_alarm(None)?;
+                state.db().set_alarm(None)?;
                 Ok(Some(AlarmInfo {
                     scheduled_at: at,
                     retry_count: retry,
@@ -405,7 +490,7 @@ impl LiveObject {
             // Not due (moved or deleted since it was indexed; an earlier event of a batch may
             // have committed that without its sync yet): the entry follows, once durable.
             next => {
-                state.sql.finish_event(false)?;
+                state.db().finish_event(false)?;
                 state.reindex_alarm(alarms, next)?;
                 Ok(None)
             }
@@ -419,17 +504,32 @@ impl LiveObject {
 
     /// The instance's database.
     pub fn database_mut(&mut self) -> &mut SqlStore {
-        &mut self.store.data_mut().sql
+        self.store.data_mut().db()
     }
 
     /// Tears the instance down and returns its database handle for reuse.
     pub fn into_database(self) -> SqlStore {
-        self.store.into_data().sql
+        take_database(self.store)
     }
 }
 
+/// Binds a store's state to object `identity` and its database.
+fn bind_state(state: &mut ObjectState, identity: Identity, sql: SqlStore) {
+    state.log_owner.bind(identity.id.to_hex().into());
+    state.identity = Some(identity);
+    state.sql = Some(sql);
+}
+
+/// The database of a bound store.
+fn take_database(store: Store<ObjectState>) -> SqlStore {
+    store
+        .into_data()
+        .sql
+        .expect("a bound store has its database")
+}
+
 /// Whether instantiation failed only because the pooling allocator is full right now.
-fn pool_exhausted(err: &wasmtime::Error) -> bool {
+pub(crate) fn pool_exhausted(err: &wasmtime::Error) -> bool {
     err.chain()
         .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
         || err.to_string().contains("maximum concurrent limit")
@@ -438,22 +538,24 @@ fn pool_exhausted(err: &wasmtime::Error) -> bool {
 /// How long an activation waits for a free instance slot.
 const POOL_WAIT: Duration = Duration::from_secs(2);
 
-/// A store for a new instance of `identity` over its database.
-fn new_store(host: &HostParts<'_>, identity: Identity, sql: SqlStore) -> Store<ObjectState> {
+/// A store for a new instance, not yet bound to an object.
+fn new_store(host: &HostParts<'_>) -> Store<ObjectState> {
     let limits = host.limits;
     // No filesystem, environment, arguments or sockets: the WASI defaults deny them.
-    let tag: Arc<str> = identity.id.to_hex().into();
+    let log_owner = Arc::new(LogOwner::default());
     let wasi = WasiCtx::builder()
-        .stdout(GuestLog::new(tag.clone(), Stream::Stdout))
-        .stderr(GuestLog::new(tag, Stream::Stderr))
+        .stdout(GuestLog::new(log_owner.clone(), Stream::Stdout))
+        .stderr(GuestLog::new(log_owner.clone(), Stream::Stderr))
         .build();
     let state = ObjectState {
         wasi,
         http: WasiHttpCtx::new(),
         http_hooks: OutboundHttp::new(host.fetch.clone(), host.metrics.clone()),
         table: ResourceTable::new(),
-        sql,
-        identity,
+        sql: None,
+        identity: None,
+        log_owner,
+        unbound_use: false,
         limiter: MemoryLimiter::new(limits.memory_bytes),
         metrics: EventMetrics::default(),
         alarm_changed: false,

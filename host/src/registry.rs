@@ -29,6 +29,7 @@ use crate::limits::LimitHit;
 use crate::limits::Limits;
 use crate::metrics::{ActivationTimings, Eviction, LimitKind, Metrics};
 use crate::object::{EventError, EventKind, HostParts, Identity, LiveObject, Reply};
+use crate::prestart::{Prestart, StartParts};
 use crate::storage::{Databases, NAME_KEY, SqlStore, StorageConfig, StorageError};
 
 /// Settings of a registry.
@@ -44,6 +45,8 @@ pub struct RegistryConfig {
     pub max_live: usize,
     pub alarms: AlarmConfig,
     pub fetch: Arc<FetchPolicy>,
+    /// Instances kept started ahead of activations ([`crate::prestart`]); 0: none.
+    pub prestart: usize,
 }
 
 /// Why an event could not be delivered or did not succeed.
@@ -197,6 +200,8 @@ struct Shared {
     task_ended: Notify,
     /// Source of actor generations.
     generations: AtomicU64,
+    /// Instances started ahead, bound to objects as they are activated.
+    prestart: Option<Prestart>,
 }
 
 /// Keeps an actor task's generation in [`Shared::tasks`] until it is dropped (when the task
@@ -297,6 +302,17 @@ impl ObjectRegistry {
         config: RegistryConfig,
     ) -> Self {
         let class_name: Arc<str> = class.name().into();
+        let metrics = Arc::new(Metrics::default());
+        let prestart = Prestart::start(
+            config.prestart,
+            StartParts {
+                class: class.clone(),
+                limits: config.limits.clone(),
+                fetch: config.fetch.clone(),
+                metrics: metrics.clone(),
+                rt: Handle::current(),
+            },
+        );
         Self {
             shared: Arc::new(Shared {
                 class,
@@ -308,11 +324,12 @@ impl ObjectRegistry {
                 tick: AtomicU64::new(0),
                 alarms,
                 databases,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 rt: Handle::current(),
                 tasks: Mutex::new(HashMap::new()),
                 task_ended: Notify::new(),
                 generations: AtomicU64::new(0),
+                prestart,
             }),
             minter,
         }
@@ -385,6 +402,9 @@ impl ObjectRegistry {
                 tracing::info!("waiting for {running} object(s) to finish their queued events");
                 report += SHUTDOWN_REPORT;
             }
+        }
+        if let Some(prestart) = &self.shared.prestart {
+            prestart.stop();
         }
         // Stop the spare-database thread now, not whenever the last reference goes.
         let shared = self.shared.clone();
@@ -1223,6 +1243,7 @@ impl Actor {
             limits: &config.limits,
             fetch: &config.fetch,
             metrics: &self.shared.metrics,
+            prestarted: self.shared.prestart.as_ref(),
         };
         let live = match LiveObject::activate(rt, &host, identity, database) {
             Ok(live) => live,

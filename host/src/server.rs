@@ -17,6 +17,10 @@ use crate::limits::Limits;
 use crate::registry::{ObjectRegistry, RegistryConfig};
 use crate::storage::{Databases, StorageConfig};
 
+/// Instances kept started ahead by default: enough for new objects arriving one after
+/// another, each taken and replaced well within the time an event takes.
+pub const DEFAULT_SPARE_INSTANCES: usize = 4;
+
 /// Everything a host needs to serve one class.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -29,6 +33,8 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     pub limits: Limits,
     pub max_instances: u32,
+    /// Instances kept started ahead of activations ([`crate::prestart`]); 0: none.
+    pub spare_instances: usize,
     pub idle_timeout: Duration,
     pub alarms: AlarmConfig,
     pub fetch: FetchPolicy,
@@ -49,6 +55,7 @@ impl ServerConfig {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             max_instances: 1000,
+            spare_instances: DEFAULT_SPARE_INSTANCES,
             idle_timeout: Duration::from_secs(10),
             alarms: AlarmConfig::default(),
             admin: None,
@@ -81,7 +88,10 @@ impl Runtime {
     /// `cache_dir`. Compilation runs on a blocking thread.
     pub async fn load(config: &ServerConfig, cache_dir: PathBuf) -> anyhow::Result<Self> {
         let engine = build_engine(&EngineConfig {
-            max_instances: config.max_instances,
+            // Spare instances hold slots of the pool too.
+            max_instances: config
+                .max_instances
+                .saturating_add(u32::try_from(config.spare_instances).unwrap_or(u32::MAX)),
             memory_bytes: config.limits.memory_bytes,
         })?;
         let class = {
@@ -162,6 +172,7 @@ impl Server {
                 max_live: config.max_instances as usize,
                 alarms: config.alarms.clone(),
                 fetch: Arc::new(config.fetch.clone()),
+                prestart: config.spare_instances,
             },
         );
         let ingress = IngressConfig {

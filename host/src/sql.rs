@@ -25,7 +25,7 @@ impl sql::Host for ObjectState {
         query: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<ResultSet, SqlError>> {
-        let out = match self.sql().exec(&query, &params) {
+        let out = match self.sql()?.exec(&query, &params) {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
@@ -48,7 +48,7 @@ impl sql::Host for ObjectState {
     }
 
     fn database_size(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.sql().database_size()?)
+        Ok(self.sql()?.database_size()?)
     }
 }
 

@@ -26,7 +26,7 @@ impl ObjectState {
     /// Alarm changes belong to an event's transaction (and its alarm index update): called
     /// while the component is instantiated, by its start code, they trap.
     fn during_event(&mut self, call: &str) -> wasmtime::Result<()> {
-        if self.sql().in_event() {
+        if self.sql()?.in_event() {
             Ok(())
         } else {
             Err(wasmtime::format_err!(
@@ -44,18 +44,18 @@ impl alarm::Host for ObjectState {
             ))));
         }
         self.during_event("alarm.set")?;
-        self.sql().set_alarm(Some(at))?;
+        self.sql()?.set_alarm(Some(at))?;
         self.alarm_changed = true;
         Ok(Ok(()))
     }
 
     fn get(&mut self) -> wasmtime::Result<Option<Timestamp>> {
-        Ok(self.sql().alarm()?)
+        Ok(self.sql()?.alarm()?)
     }
 
     fn delete(&mut self) -> wasmtime::Result<()> {
         self.during_event("alarm.delete")?;
-        self.sql().set_alarm(None)?;
+        self.sql()?.set_alarm(None)?;
         self.alarm_changed = true;
         Ok(())
     }
