@@ -141,8 +141,8 @@ struct RunArgs {
     max_instances: u32,
     /// Instances of the class kept started ahead (their start code run, no object bound yet),
     /// so that activating an object binds one instead of instantiating the component on the
-    /// request's path. A class whose start code needs its object (calls dohost imports or
-    /// writes output) is not started ahead. Each holds an instance slot and its memory;
+    /// request's path. A class whose start code needs its object (calls dohost imports,
+    /// writes output or makes requests) is not started ahead. Each holds an instance slot and its memory;
     /// 0 = none.
     #[arg(long, default_value_t = dohost::server::DEFAULT_SPARE_INSTANCES as u16, value_parser = clap::value_parser!(u16).range(0..=256))]
     spare_instances: u16,

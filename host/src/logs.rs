@@ -44,9 +44,10 @@ pub enum Stream {
     Stderr,
 }
 
-/// Whose output an instance's streams carry: the object's ID, set once the instance is bound
-/// to its object. An instance started ahead ([`crate::prestart`]) runs its start code before
-/// that; output it writes then is dropped and noted, and the host discards the instance.
+/// The object an instance is bound to, as its output streams and outbound requests see it:
+/// the object's ID, set once the instance is bound. An instance started ahead
+/// ([`crate::prestart`]) runs its start code before that; output it writes then is dropped,
+/// requests it makes are refused, both are noted, and the host discards the instance.
 #[derive(Default)]
 pub struct LogOwner {
     object: OnceLock<Arc<str>>,
@@ -59,7 +60,17 @@ impl LogOwner {
         let _ = self.object.set(object);
     }
 
-    /// Whether output was written before the streams were bound.
+    /// Whether the instance is bound to its object.
+    pub fn is_bound(&self) -> bool {
+        self.object.get().is_some()
+    }
+
+    /// Notes a use (output, a request) that needed the object before the instance was bound.
+    pub fn note_unbound_use(&self) {
+        self.unbound_output.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether output was written (or a request made) before the instance was bound.
     pub fn wrote_unbound(&self) -> bool {
         self.unbound_output.load(Ordering::Relaxed)
     }

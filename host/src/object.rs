@@ -292,6 +292,11 @@ impl Unbound {
         })
     }
 
+    /// Whether its start code needed the object (see [`ObjectState::used_while_unbound`]).
+    pub fn used_while_unbound(&self) -> bool {
+        self.store.data().used_while_unbound()
+    }
+
     /// Binds the instance to the object `identity` with its database.
     pub fn bind(mut self, identity: Identity, sql: SqlStore) -> LiveObject {
         bind_state(self.store.data_mut(), identity, sql);
@@ -550,7 +555,8 @@ fn new_store(host: &HostParts<'_>) -> Store<ObjectState> {
     let state = ObjectState {
         wasi,
         http: WasiHttpCtx::new(),
-        http_hooks: OutboundHttp::new(host.fetch.clone(), host.metrics.clone()),
+        http_hooks: OutboundHttp::new(host.fetch.clone(), host.metrics.clone())
+            .owned_by(log_owner.clone()),
         table: ResourceTable::new(),
         sql: None,
         identity: None,

@@ -6,11 +6,13 @@
 //! 50-150 us less per activation on the development machine, most of it on a new object's
 //! first request.
 //!
-//! A guest cannot tell the difference: an instance started ahead runs exactly the start code
-//! any instance runs, with no object bound. If that code needs the object (it calls a dohost
-//! import, such as `identity.id` or `sql.exec`, or writes to stdout or stderr), the instance is
-//! discarded and the class is no longer started ahead; its objects are then instantiated when
-//! they are activated, with the object bound during the start code, as without this module.
+//! An instance started ahead runs exactly the start code any instance runs, only earlier and
+//! with no object bound: clock readings taken by the start code, and the origin of the WASI
+//! monotonic clock, date from when it started. If that code needs the object (it calls a
+//! dohost import, such as `identity.id` or `sql.exec`, writes to stdout or stderr, or makes
+//! an outbound request, which is refused unsent), the instance is discarded and the class is
+//! no longer started ahead; its objects are then instantiated when they are activated, with
+//! the object bound during the start code, as without this module.
 //!
 //! Instances started ahead hold instance slots of the pooling allocator (which has headroom
 //! over the live-object cap) but do not count as live objects.
@@ -82,13 +84,17 @@ impl Prestart {
         }
     }
 
-    /// An instance started ahead, if one is ready.
+    /// An instance started ahead, if one is ready. Output its start code wrote without
+    /// flushing may reach the host after the check at its start: checked again here.
     pub fn take(&self) -> Option<Unbound> {
-        let taken = self.shared.ready.lock().ok()?.pop();
-        if taken.is_some() {
-            self.shared.taken.notify_one();
+        let taken = self.shared.ready.lock().ok()?.pop()?;
+        if taken.used_while_unbound() {
+            tracing::info!("instances of this class are not started ahead: {StartedUnbound}");
+            self.shared.stop();
+            return None;
         }
-        taken
+        self.shared.taken.notify_one();
+        Some(taken)
     }
 
     /// Instances ready now.

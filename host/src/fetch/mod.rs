@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use self::policy::{FetchPolicy, check_allow_entry, is_public};
 use crate::bindings::fetch::{self, FetchError};
 use crate::bindings::http_types::{Request, Response};
+use crate::logs::LogOwner;
 use crate::metrics::Metrics;
 use crate::object::ObjectState;
 
@@ -88,6 +89,9 @@ pub struct OutboundHttp {
     policy: Arc<FetchPolicy>,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// The object the instance is bound to: an instance started ahead sends nothing before it
+    /// is bound (its start code would make requests no object asked for).
+    owner: Option<Arc<LogOwner>>,
 }
 
 impl OutboundHttp {
@@ -97,6 +101,26 @@ impl OutboundHttp {
             policy,
             permits,
             metrics,
+            owner: None,
+        }
+    }
+
+    /// Refuses requests (and notes them) while `owner` is not bound to an object.
+    pub fn owned_by(mut self, owner: Arc<LogOwner>) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Fails if the instance is not yet bound to an object (and notes it).
+    fn check_bound(&self) -> Result<(), FetchFailure> {
+        match &self.owner {
+            Some(owner) if !owner.is_bound() => {
+                owner.note_unbound_use();
+                Err(FetchFailure::Other(
+                    "no outbound requests while an instance starts ahead of its object".into(),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -121,6 +145,7 @@ impl OutboundHttp {
 
     /// The guest `fetch` interface: the whole response, body included.
     pub async fn fetch(&self, request: Request) -> Result<Response, FetchFailure> {
+        self.check_bound()?;
         let deadline = tokio::time::Instant::now() + self.policy.timeout;
         let _permit = self.permit(deadline).await?;
         let started = Instant::now();
@@ -233,6 +258,7 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutboundHttp {
     > {
         let this = self.clone();
         Box::new(async move {
+            this.check_bound()?;
             let policy = this.policy.clone();
             let deadline = tokio::time::Instant::now() + policy.timeout;
             let permit = this.permit(deadline).await?;

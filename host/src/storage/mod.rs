@@ -897,10 +897,10 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Runs one guest statement. One that may change the schema (`CREATE`, `ALTER`) and
-    /// mentions the reserved prefix runs inside a savepoint, and is undone and denied if it
-    /// tied the schema to the reserved namespace ([`reserved_ties`]); one that does not mention
-    /// it cannot ([`security::mentions_reserved`]). Any other statement that writes and changes the schema
+    /// Runs one guest statement. One that may change the schema (`CREATE`, `ALTER`) runs
+    /// inside a savepoint, and is undone and denied if it tied the schema to the reserved
+    /// namespace ([`reserved_ties`]), unless it is a plain `CREATE` that does not mention the
+    /// reserved prefix, which cannot ([`security::is_plain_create`]). Any other statement that writes and changes the schema
     /// (`DROP`, `ANALYZE`) is checked the same way after it ran, and if it made a tie, the
     /// whole event is rolled back: a second line of defence, should SQLite ever read a
     /// statement differently from [`security::may_change_schema`].
@@ -928,12 +928,12 @@ impl SqlStore {
             }
             return result;
         }
-        // `CREATE` or `ALTER`. Most (a new object's `CREATE TABLE`, say) do not mention the
-        // reserved prefix: they cannot make a tie, and need neither the savepoint nor the
-        // check (some 50 us of a new object's first event).
+        // `CREATE` or `ALTER`. A plain `CREATE` (a new object's `CREATE TABLE`, say) that does
+        // not mention the reserved prefix cannot make a tie, and needs neither the savepoint
+        // nor the check (some 50 us of a new object's first event).
         if sql
             .as_deref()
-            .is_some_and(|s| !security::mentions_reserved(s))
+            .is_some_and(|s| security::is_plain_create(s) && !security::mentions_reserved(s))
         {
             return run_statement(stmt, params, out, &self.config);
         }

@@ -197,11 +197,25 @@ pub fn is_reserved(name: &str) -> bool {
     starts_with_name(name, RESERVED_PREFIX)
 }
 
+/// Whether a statement is a plain `CREATE` (table, index, view or trigger; not `CREATE
+/// VIRTUAL TABLE`, whose module makes tables of its own with derived names). A plain `CREATE`
+/// whose text does not mention the reserved prefix ([`mentions_reserved`]) cannot tie the
+/// schema to the reserved namespace: every name it gives, and every table its foreign keys
+/// point to, is written in its text (SQL names have no escapes that could spell the prefix
+/// otherwise), and it changes no other schema entry. (`ALTER TABLE ... RENAME` does not
+/// qualify: it renames a virtual table's own tables after the new name, which can add the
+/// prefix; an FTS5 table renamed to `_do` gets `_do_data`, for one.)
+pub fn is_plain_create(statement_sql: &str) -> bool {
+    let word = first_keyword(statement_sql);
+    if !word.eq_ignore_ascii_case("create") {
+        return false;
+    }
+    let after = word.as_ptr() as usize - statement_sql.as_ptr() as usize + word.len();
+    !first_keyword(&statement_sql[after..]).eq_ignore_ascii_case("virtual")
+}
+
 /// Whether a statement's text mentions the reserved prefix anywhere (ignoring ASCII case, as
-/// SQLite does for names). A schema change whose text does not cannot tie the schema to the
-/// reserved namespace: every name it gives, and every table its foreign keys point to, is
-/// written in its text (SQL names have no escapes that could spell the prefix otherwise),
-/// and it rewrites no other entry's names but those it gives.
+/// SQLite does for names).
 pub fn mentions_reserved(statement_sql: &str) -> bool {
     let prefix = RESERVED_PREFIX.as_bytes();
     statement_sql
@@ -270,6 +284,18 @@ mod tests {
         assert!(is_statistics("SQLITE_STAT4"));
         // A multi-byte character across the prefix's end (this used to slice a `str` there).
         assert!(!is_statistics("sqlite_staé1"));
+    }
+
+    #[test]
+    fn plain_creates() {
+        assert!(is_plain_create("CREATE TABLE t (x)"));
+        assert!(is_plain_create(" /* c */ create temp view v AS SELECT 1"));
+        assert!(is_plain_create("CREATE UNIQUE INDEX i ON t (x)"));
+        assert!(!is_plain_create("CREATE VIRTUAL TABLE f USING fts5(x)"));
+        assert!(!is_plain_create(
+            "create /* x */ virtual table f using fts5(x)"
+        ));
+        assert!(!is_plain_create("ALTER TABLE f RENAME TO _do"));
     }
 
     #[test]
