@@ -51,7 +51,7 @@ pub enum Stream {
 #[derive(Default)]
 pub struct LogOwner {
     object: OnceLock<Arc<str>>,
-    unbound_output: AtomicBool,
+    used_unbound: AtomicBool,
 }
 
 impl LogOwner {
@@ -67,12 +67,13 @@ impl LogOwner {
 
     /// Notes a use (output, a request) that needed the object before the instance was bound.
     pub fn note_unbound_use(&self) {
-        self.unbound_output.store(true, Ordering::Relaxed);
+        self.used_unbound.store(true, Ordering::Relaxed);
     }
 
-    /// Whether output was written (or a request made) before the instance was bound.
-    pub fn wrote_unbound(&self) -> bool {
-        self.unbound_output.load(Ordering::Relaxed)
+    /// Whether anything (an import, output, a request) needed the object before the instance
+    /// was bound.
+    pub fn used_unbound(&self) -> bool {
+        self.used_unbound.load(Ordering::Relaxed)
     }
 }
 
@@ -114,7 +115,7 @@ impl LineWriter {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\n', '\r']);
         let Some(object) = self.log.owner.object.get() else {
-            self.log.owner.unbound_output.store(true, Ordering::Relaxed);
+            self.log.owner.note_unbound_use();
             self.line.clear();
             return;
         };
@@ -139,7 +140,7 @@ impl AsyncWrite for LineWriter {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         if this.log.owner.object.get().is_none() && !buf.is_empty() {
-            this.log.owner.unbound_output.store(true, Ordering::Relaxed);
+            this.log.owner.note_unbound_use();
             return Poll::Ready(Ok(buf.len()));
         }
         for &byte in buf {
@@ -189,17 +190,17 @@ mod tests {
         let log = GuestLog::new(owner.clone(), Stream::Stdout);
         let mut out = Box::into_pin(log.async_stream());
         out.write_all(b"").await.unwrap();
-        assert!(!owner.wrote_unbound());
+        assert!(!owner.used_unbound());
         out.write_all(b"partial line").await.unwrap();
-        assert!(owner.wrote_unbound());
+        assert!(owner.used_unbound());
         owner.bind("00ff".into());
         out.write_all(b"after binding\n").await.unwrap();
-        assert!(owner.wrote_unbound(), "the mark stays");
+        assert!(owner.used_unbound(), "the mark stays");
         let bound = Arc::new(LogOwner::default());
         bound.bind("00ff".into());
         let mut out = Box::into_pin(GuestLog::new(bound.clone(), Stream::Stderr).async_stream());
         out.write_all(b"a line\n").await.unwrap();
-        assert!(!bound.wrote_unbound());
+        assert!(!bound.used_unbound());
     }
 
     #[test]

@@ -60,10 +60,9 @@ pub struct ObjectState {
     /// ([`crate::prestart`]) until it is bound to an object.
     sql: Option<SqlStore>,
     identity: Option<Identity>,
+    /// Also notes what needed the object before the instance was bound (such an instance is
+    /// discarded).
     log_owner: Arc<LogOwner>,
-    /// Set when the guest called an import that needs the object before the instance was
-    /// bound to one: such an instance is discarded.
-    unbound_use: bool,
     limiter: MemoryLimiter,
     pub(crate) metrics: EventMetrics,
     /// Whether the guest called `alarm.set` or `alarm.delete` in the current event.
@@ -93,23 +92,23 @@ impl ObjectState {
     }
 
     fn identity(&mut self) -> wasmtime::Result<&Identity> {
-        if self.identity.is_none() {
-            return Err(self.used_unbound());
+        match self.identity {
+            Some(ref identity) => Ok(identity),
+            None => Err(self.used_unbound()),
         }
-        Ok(self.identity.as_ref().expect("checked above"))
     }
 
     fn used_unbound(&mut self) -> wasmtime::Error {
-        self.unbound_use = true;
+        self.log_owner.note_unbound_use();
         wasmtime::format_err!(
             "the object is not available to code run while an instance starts ahead"
         )
     }
 
-    /// Whether the guest's start code needed the object (an import, or output) before the
-    /// instance was bound to one.
+    /// Whether the guest's start code needed the object (an import, output, a request)
+    /// before the instance was bound to one.
     pub(crate) fn used_while_unbound(&self) -> bool {
-        self.unbound_use || self.log_owner.wrote_unbound()
+        self.log_owner.used_unbound()
     }
 
     pub(crate) fn outbound(&self) -> &OutboundHttp {
@@ -310,7 +309,7 @@ impl Unbound {
 /// Why an instance could not be started ahead: its start code needed the object.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "its start code calls dohost imports or writes output, which need the object it starts for"
+    "its start code calls dohost imports, writes output or makes requests, which need the object it starts for"
 )]
 pub struct StartedUnbound;
 
@@ -561,7 +560,6 @@ fn new_store(host: &HostParts<'_>) -> Store<ObjectState> {
         sql: None,
         identity: None,
         log_owner,
-        unbound_use: false,
         limiter: MemoryLimiter::new(limits.memory_bytes),
         metrics: EventMetrics::default(),
         alarm_changed: false,
