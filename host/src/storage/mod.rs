@@ -10,6 +10,7 @@
 //! - Guest statements go through [`SqlStore::exec`], which turns on the authorizer
 //!   (see [`security`]); host statements never do.
 
+mod ahead;
 mod create;
 mod security;
 mod spares;
@@ -218,7 +219,7 @@ pub enum EventEnd {
 }
 
 /// What one `exec` produced.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ExecResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
@@ -380,6 +381,11 @@ pub struct SqlStore {
     /// sync (`db_file_unsynced`), and kept open until the connection has closed.
     db_file: Option<Arc<SyncFile>>,
     db_file_unsynced: bool,
+    /// Statements run ahead on this spare, in a transaction left open for the object's first
+    /// event (see [`ahead`]).
+    ahead: Option<ahead::Ahead>,
+    /// Set for a new object's store until its first event ends: what that event begins with.
+    learn: Option<ahead::Learn>,
 }
 
 impl SqlStore {
@@ -435,7 +441,14 @@ impl SqlStore {
 
     /// Opens a database made from a spare (see [`spares`]): the whole template and a WAL of
     /// zeros, all synced, so nothing about the files is new.
-    fn open_spare(path: &Path, config: &StorageConfig, warm: bool) -> Result<Self, StorageError> {
+    /// `ahead`: statements to run and prepare ahead for the object (see [`ahead`]), after the
+    /// warm-up.
+    fn open_spare(
+        path: &Path,
+        config: &StorageConfig,
+        warm: bool,
+        ahead: Option<&ahead::Statements>,
+    ) -> Result<Self, StorageError> {
         let mut store = Self::open_file(path, config, Vec::new(), true, None)?;
         if warm && let Err(e) = store.warm_up() {
             tracing::warn!(path = %path.display(), "cannot warm up a spare database: {e}");
@@ -444,6 +457,10 @@ impl SqlStore {
             if !store.conn.is_autocommit() {
                 return Err(e.into());
             }
+            return Ok(store);
+        }
+        if let Some(plan) = ahead {
+            store.ahead(plan);
         }
         Ok(store)
     }
@@ -638,6 +655,8 @@ impl SqlStore {
             wal_file,
             db_file,
             db_file_unsynced,
+            ahead: None,
+            learn: None,
         })
     }
 
@@ -665,8 +684,12 @@ impl SqlStore {
         let nanos =
             cpu_deadline.map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128 - 1) as u64);
         self.deadline.store(nanos, Ordering::Relaxed);
-        self.conn.execute_batch("BEGIN")?;
-        if let Err(e) = self.set_metas(&[]) {
+        // A spare's statements run ahead left their transaction open for this event.
+        if self.ahead.is_none() || self.conn.is_autocommit() {
+            self.ahead = None;
+            self.conn.execute_batch("BEGIN")?;
+        }
+        if let Err(e) = self.write_metas(&[]) {
             self.rollback_quietly();
             return Err(e);
         }
@@ -679,6 +702,8 @@ impl SqlStore {
     /// Ends the event transaction: commits if `commit` and nothing doomed it, else rolls back.
     /// A failed commit is rolled back and reported as [`StorageError::Commit`].
     pub fn finish_event(&mut self, commit: bool) -> Result<EventEnd, StorageError> {
+        // Undoes what was run ahead and not matched (a failure dooms the event).
+        let _ = self.settle_ahead();
         self.deadline.store(u64::MAX, Ordering::Relaxed);
         self.in_event = false;
         let end = if !commit {
@@ -693,11 +718,14 @@ impl SqlStore {
         if end == EventEnd::Committed {
             if let Err(e) = self.conn.execute_batch("COMMIT") {
                 self.rollback_quietly();
+                self.finish_learning(false);
                 return Err(StorageError::Commit(e));
             }
             self.deferred.clear();
+            self.finish_learning(true);
         } else {
             self.rollback_quietly();
+            self.finish_learning(false);
             // The deferred metadata went with the event: it must not wait for a later commit.
             self.set_metas(&[])?;
         }
@@ -705,6 +733,8 @@ impl SqlStore {
     }
 
     fn rollback_quietly(&mut self) {
+        // Whatever was run ahead goes with the transaction.
+        self.ahead = None;
         if !self.conn.is_autocommit()
             && let Err(e) = self.conn.execute_batch("ROLLBACK")
         {
@@ -826,9 +856,15 @@ impl SqlStore {
                     .into(),
             ));
         }
+        if let Some(out) = self.take_ahead(query, params) {
+            self.learn(query, params, true);
+            return Ok(out);
+        }
+        self.settle_ahead().map_err(ahead::settle_error)?;
         self.guest.set(true);
         let result = self.exec_guest(query, params);
         self.guest.set(false);
+        self.learn(query, params, result.is_ok());
         if let Err(err) = &result {
             if matches!(err, SqlError::DatabaseFull(_)) {
                 self.doomed = true;
@@ -854,6 +890,13 @@ impl SqlStore {
         self.conn.prepare_cached(sql)
     }
 
+    /// A guest query of a single statement (not one of [`HOST_CACHED`]) from the statement
+    /// cache, prepared (and so authorized) in guest mode if it was not there.
+    fn guest_cached(&self, query: &str) -> rusqlite::Result<rusqlite::CachedStatement<'_>> {
+        debug_assert!(self.guest.is_on() && !HOST_CACHED.contains(&query.trim()));
+        self.conn.prepare_cached(query)
+    }
+
     fn exec_guest(&mut self, query: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
         let changes_before = self.conn.total_changes();
         let mut out = ExecResult::default();
@@ -868,7 +911,7 @@ impl SqlStore {
             let mut stmt = self.conn.prepare(query.trim()).map_err(sql_error)?;
             out.rows_read += self.run_guest_statement(&mut stmt, &mut params, &mut out)?;
         } else if single {
-            match self.conn.prepare_cached(query) {
+            match self.guest_cached(query) {
                 Ok(mut stmt) => {
                     out.rows_read += self.run_guest_statement(&mut stmt, &mut params, &mut out)?;
                 }
@@ -1011,7 +1054,8 @@ impl SqlStore {
     }
 
     /// Size of the database in bytes (pages in use times page size).
-    pub fn database_size(&self) -> Result<u64, StorageError> {
+    pub fn database_size(&mut self) -> Result<u64, StorageError> {
+        self.settle_ahead()?;
         let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         Ok(pages.max(0) as u64 * self.page_size)
     }
@@ -1028,6 +1072,7 @@ impl SqlStore {
 
     /// Sets (`Some`) or clears (`None`) the alarm inside the current transaction.
     pub fn set_alarm(&mut self, at: Option<i64>) -> Result<(), StorageError> {
+        self.settle_ahead()?;
         match at {
             Some(at) => self.conn.execute(
                 "INSERT INTO _do_alarm (id, at) VALUES (0, ?1) ON CONFLICT (id) DO UPDATE SET at = ?1",
@@ -1071,6 +1116,12 @@ impl SqlStore {
     /// the current one if one is open. The deferred ones stay deferred until the transaction
     /// holding them commits: their own here, or the open one (see [`SqlStore::finish_event`]).
     pub fn set_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
+        self.settle_ahead()?;
+        self.write_metas(pairs)
+    }
+
+    /// [`SqlStore::set_metas`], leaving anything run ahead as it is.
+    fn write_metas(&mut self, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
         let deferred = std::mem::take(&mut self.deferred);
         let all = deferred
             .iter()
@@ -1106,6 +1157,10 @@ impl SqlStore {
 
 impl Drop for SqlStore {
     fn drop(&mut self) {
+        // A spare never claimed: what was run ahead goes.
+        if self.ahead.is_some() {
+            self.rollback_quietly();
+        }
         // Metadata still deferred (no event ever committed): written now, before the close
         // makes it durable. (If it cannot be, the directory stays: another actor of the same
         // object may be opening it already. Nothing in it was ever acknowledged.)

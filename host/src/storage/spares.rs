@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use super::ahead::Plan;
 use super::{SqlStore, StorageConfig, StorageError, create};
 use crate::id::ObjectId;
 
@@ -108,6 +109,9 @@ struct Spares {
     seq: AtomicU64,
     worker: Mutex<Option<std::thread::Thread>>,
     stop: AtomicBool,
+    /// What new objects began their first event with, run ahead on spares as they are opened
+    /// (see [`super::ahead`]).
+    plan: Arc<Plan>,
 }
 
 /// How long new objects must pause before the thread writes to the disk for anything but
@@ -264,10 +268,11 @@ impl Databases {
                     store.moved_to(&path);
                     Ok(store)
                 }
-                None => SqlStore::open_spare(&path, &self.config, false),
+                None => SqlStore::open_spare(&path, &self.config, false, None),
             }
             .map(|mut store| {
                 store.defer_metas(&meta);
+                store.learn_into(spares.plan.clone());
                 store
             });
             if result.is_err() {
@@ -302,6 +307,17 @@ impl Databases {
     pub(super) fn spares_in_reserve(&self) -> (usize, usize) {
         self.spares.as_ref().map_or((0, 0), |s| {
             (s.reserve.lock().unwrap().len(), s.reserve_goal())
+        })
+    }
+
+    /// Ready spares with statements run ahead on them.
+    pub(super) fn spares_run_ahead(&self) -> usize {
+        self.spares.as_ref().map_or(0, |s| {
+            let ready = s.ready.lock().unwrap();
+            ready
+                .iter()
+                .filter(|spare| spare.store.as_ref().is_some_and(|s| s.ahead.is_some()))
+                .count()
         })
     }
 }
@@ -439,6 +455,7 @@ impl Spares {
             seq: AtomicU64::new(0),
             worker: Mutex::new(None),
             stop: AtomicBool::new(false),
+            plan: Arc::default(),
         });
         let weak = Arc::downgrade(&spares);
         let handle = std::thread::Builder::new()
@@ -752,7 +769,8 @@ impl Spares {
     fn open_ready(&self, dirs: Vec<PathBuf>) {
         for dir in dirs {
             let warm = self.ready.lock().unwrap().len() * 2 >= self.target;
-            let store = SqlStore::open_spare(&dir.join(DB_FILE), &self.config, warm)
+            let plan = warm.then(|| self.plan.get()).flatten();
+            let store = SqlStore::open_spare(&dir.join(DB_FILE), &self.config, warm, plan.as_deref())
                 .inspect_err(|e| {
                     tracing::warn!(spare = %dir.display(), "cannot open a spare database ahead: {e}")
                 })

@@ -1050,3 +1050,145 @@ fn the_host_takes_no_statement_from_the_cache_but_through_host_statement() {
         "prepare_cached: once in host_statement, once for guest queries"
     );
 }
+
+/// The schema of the database at `path`: each entry's type, name, table and SQL.
+fn schema_of(path: &Path) -> Vec<(String, String, String, Option<String>)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn schema_statements_run_ahead_count_only_as_far_as_the_new_object_matches_them() {
+    const TABLE: &str = "CREATE TABLE IF NOT EXISTS players (id TEXT PRIMARY KEY, name TEXT)";
+    const INDEX: &str = "CREATE INDEX IF NOT EXISTS by_name ON players (name)";
+    const INSERT: &str = "INSERT INTO players VALUES ('p1', 'Ann')";
+    let data = tempfile::tempdir().unwrap();
+    let dbs = Databases::open_dir(data.path(), &with_spares(16)).unwrap();
+    wait_for_spares(&dbs);
+
+    // The first new object teaches the spares what new objects begin with.
+    let first = object_id("first");
+    let mut s = dbs.open(&first, None).unwrap();
+    assert!(s.ahead.is_none(), "nothing learned yet");
+    s.begin_event(None).unwrap();
+    let table_result = exec(&mut s, TABLE, &[]).unwrap();
+    exec(&mut s, INDEX, &[]).unwrap();
+    exec(&mut s, INSERT, &[]).unwrap();
+    assert_eq!(s.finish_event(true).unwrap(), EventEnd::Committed);
+    s.sync().unwrap();
+    drop(s);
+    let expected_schema = schema_of(&database_path(data.path(), &first));
+
+    // Spares opened from now on run both statements ahead (not the INSERT). Take the ready
+    // ones so that the thread opens new ones, and wait for five with the statements.
+    for i in 0..16 {
+        drop(dbs.open(&object_id(&format!("filler {i}")), None).unwrap());
+    }
+    wait_until_full("no spare ran the statements ahead", || {
+        (dbs.spares_run_ahead(), 5)
+    });
+    let mut stores: Vec<_> = ["matched", "half", "other", "rolled back", "never ran"]
+        .into_iter()
+        .map(|name| {
+            let id = object_id(name);
+            let s = dbs.open(&id, Some(name)).unwrap();
+            assert!(
+                s.ahead.is_some(),
+                "{name}: a spare with statements run ahead"
+            );
+            (id, s)
+        })
+        .collect();
+    let path_of = |id: &crate::id::ObjectId| database_path(data.path(), id);
+    let names = |id: &crate::id::ObjectId| -> Vec<String> {
+        schema_of(&path_of(id))
+            .into_iter()
+            .map(|(_, name, _, _)| name)
+            .collect()
+    };
+    let mut next = || stores.remove(0);
+
+    // Both matched: the same schema, results and rows as the object that ran them itself.
+    let (id, mut s) = next();
+    s.begin_event(None).unwrap();
+    let out = exec(&mut s, TABLE, &[]).unwrap();
+    assert_eq!(format!("{out:?}"), format!("{table_result:?}"));
+    exec(&mut s, INDEX, &[]).unwrap();
+    exec(&mut s, INSERT, &[]).unwrap();
+    let out = exec(&mut s, "SELECT name FROM players", &[]).unwrap();
+    assert_eq!(out.rows.len(), 1);
+    s.finish_event(true).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    assert_eq!(schema_of(&path_of(&id)), expected_schema);
+    assert_eq!(stored_meta(&path_of(&id))[0].1, id.to_hex());
+
+    // The first matched, then another statement: the index run ahead is undone before it.
+    let (id, mut s) = next();
+    s.begin_event(None).unwrap();
+    exec(&mut s, TABLE, &[]).unwrap();
+    let out = exec(
+        &mut s,
+        "SELECT name FROM sqlite_schema WHERE name = 'by_name'",
+        &[],
+    )
+    .unwrap();
+    assert!(out.rows.is_empty(), "the unmatched index is not seen");
+    exec(&mut s, "CREATE TABLE other (a)", &[]).unwrap();
+    s.finish_event(true).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let mut got = names(&id);
+    got.retain(|n| !n.starts_with("_do_") && !n.starts_with("sqlite_autoindex__do_"));
+    assert_eq!(got, ["players", "sqlite_autoindex_players_1", "other"]);
+    assert_eq!(stored_meta(&path_of(&id))[0].1, id.to_hex());
+
+    // A different first statement: nothing run ahead is kept.
+    let (id, mut s) = next();
+    s.begin_event(None).unwrap();
+    exec(&mut s, "CREATE TABLE players (x)", &[]).unwrap();
+    // Prepared ahead against the table run ahead, prepared again against this one.
+    let err = exec(&mut s, INSERT, &[]).unwrap_err();
+    assert!(format!("{err:?}").contains("1 columns"), "{err:?}");
+    s.set_alarm(Some(5)).unwrap();
+    s.finish_event(true).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let mut got = names(&id);
+    got.retain(|n| !n.starts_with("_do_") && !n.starts_with("sqlite_autoindex__do_"));
+    assert_eq!(got, ["players"]);
+    assert_eq!(stored_meta(&path_of(&id)).len(), 2, "ID and name");
+
+    // Matched, and the event rolled back: they go with it; the ID stays.
+    let (id, mut s) = next();
+    s.begin_event(None).unwrap();
+    exec(&mut s, TABLE, &[]).unwrap();
+    exec(&mut s, INDEX, &[]).unwrap();
+    s.finish_event(false).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    assert!(!names(&id).iter().any(|n| n == "players"));
+    assert_eq!(stored_meta(&path_of(&id))[0].1, id.to_hex());
+
+    // Never an event: nothing but the ID.
+    let (id, s) = next();
+    drop(s);
+    assert!(!names(&id).iter().any(|n| n == "players"));
+    assert_eq!(stored_meta(&path_of(&id))[0].1, id.to_hex());
+
+    // What runs ahead writes nothing to the spares' files: their WALs are the zeros they were
+    // made of.
+    assert!(dbs.spares_run_ahead() > 0);
+    let spare_dir = data.path().join("spare");
+    for spare in spares_in(&spare_dir) {
+        let wal = create::sidecar(&spare_dir.join(spare).join("db.sqlite3"), "-wal");
+        let bytes = std::fs::read(&wal).unwrap();
+        assert!(bytes.iter().all(|b| *b == 0), "{wal:?}");
+    }
+}
