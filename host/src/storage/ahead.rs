@@ -73,7 +73,7 @@ pub(super) struct Ahead {
     /// The result of each statement that ran (a prefix of `statements`).
     results: Vec<ExecResult>,
     /// How many of them the object's event has matched so far.
-    matched: usize,
+    pub(super) matched: usize,
 }
 
 /// What a new object's store learns from its first event.
@@ -88,9 +88,10 @@ pub(super) struct Learn {
     any: bool,
 }
 
-/// Whether a guest query may be run ahead: a single plain `CREATE TABLE` or `CREATE [UNIQUE]
-/// INDEX` that does not touch the reserved namespace, without parameters, and without a
-/// `SELECT` (`CREATE TABLE ... AS SELECT` would read, and could read the clock).
+/// Whether a guest query may be run ahead: a single plain `CREATE TABLE` that defines its
+/// columns, or `CREATE [UNIQUE] INDEX`, that does not touch the reserved namespace, without
+/// parameters, and without `SELECT` or `VALUES` anywhere (`CREATE TABLE ... AS SELECT` and
+/// `AS VALUES` evaluate expressions, which could read the clock or make large values).
 fn eligible(query: &str, params: &[Value]) -> bool {
     if !params.is_empty() || query.len() > LONGEST_STATEMENT {
         return false;
@@ -103,18 +104,86 @@ fn eligible(query: &str, params: &[Value]) -> bool {
         return false;
     }
     let upper = statement.to_ascii_uppercase();
+    if upper.contains("SELECT") || upper.contains("VALUES") {
+        return false;
+    }
     let words: Vec<&str> = upper.split_ascii_whitespace().take(3).collect();
-    let kind_ok = matches!(
-        words.as_slice(),
-        ["CREATE", "TABLE", ..] | ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX"]
-    );
-    kind_ok && !upper.contains("SELECT")
+    match words.as_slice() {
+        ["CREATE", "TABLE", ..] => defines_columns(statement),
+        ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX"] => true,
+        _ => false,
+    }
 }
 
-/// Whether a guest query may be prepared ahead: a single statement that is not one of the
-/// host's own (those are never taken from the cache for a guest).
+/// Whether a `CREATE TABLE` lists its columns (`CREATE TABLE [IF NOT EXISTS] [schema.]name (`)
+/// rather than taking them from a query (`AS ...`). Anything unexpected (a comment between the
+/// words, say) counts as not.
+fn defines_columns(statement: &str) -> bool {
+    (|| {
+        let mut rest = word(statement, "CREATE")?;
+        rest = word(rest, "TABLE")?;
+        if let Some(after) = word(rest, "IF") {
+            rest = word(word(after, "NOT")?, "EXISTS")?;
+        }
+        rest = name(rest)?;
+        if let Some(after) = rest.trim_start().strip_prefix('.') {
+            rest = name(after)?;
+        }
+        Some(rest.trim_start().starts_with('('))
+    })()
+    .unwrap_or(false)
+}
+
+/// `sql` after the keyword `keyword` (ignoring case and leading white space), if it starts with it.
+fn word<'a>(sql: &'a str, keyword: &str) -> Option<&'a str> {
+    let sql = sql.trim_start();
+    let rest = sql
+        .get(..keyword.len())
+        .filter(|w| w.eq_ignore_ascii_case(keyword))
+        .map(|_| &sql[keyword.len()..])?;
+    (!rest.starts_with(is_name_char)).then_some(rest)
+}
+
+/// `sql` after the name it starts with (bare, or quoted with `"`, `` ` ``, `'` or `[]`).
+fn name(sql: &str) -> Option<&str> {
+    let sql = sql.trim_start();
+    let close = match sql.chars().next()? {
+        '"' => '"',
+        '`' => '`',
+        '\'' => '\'',
+        '[' => ']',
+        c if is_name_char(c) => {
+            let end = sql.find(|c| !is_name_char(c)).unwrap_or(sql.len());
+            return Some(&sql[end..]);
+        }
+        _ => return None,
+    };
+    // A quote inside is written twice.
+    let mut rest = &sql[1..];
+    loop {
+        let at = rest.find(close)?;
+        rest = &rest[at + 1..];
+        if close == ']' || !rest.starts_with(close) {
+            return Some(rest);
+        }
+        rest = &rest[1..];
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
+}
+
+/// Whether a guest query may be prepared ahead: a single query or data change (preparing a
+/// `PRAGMA` can already apply it), and not one of the host's own statements (those are never
+/// taken from the cache for a guest).
 fn preparable(query: &str) -> bool {
+    let kind = security::first_keyword(query).to_ascii_uppercase();
     query.len() <= LONGEST_STATEMENT
+        && matches!(
+            kind.as_str(),
+            "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH"
+        )
         && !query.trim_end().trim_end_matches(';').contains(';')
         && !HOST_CACHED.contains(&query.trim())
 }
@@ -124,6 +193,15 @@ impl SqlStore {
     /// transaction open, and prepares the others (see the module's documentation).
     pub(super) fn ahead(&mut self, plan: &Statements) {
         self.run_ahead(&plan.run);
+        if self.ahead.is_some() {
+            // The schema changed: every cached statement would be prepared again at its first
+            // run, the ID's upsert (warmed up) included, and the statements run ahead never
+            // run again. Start the cache over with the upsert.
+            self.conn.flush_prepared_statement_cache();
+            if let Err(e) = self.host_statement(super::META_UPSERT) {
+                tracing::debug!("cannot prepare the ID's upsert ahead: {e}");
+            }
+        }
         self.guest.set(true);
         for query in &plan.prepare {
             // One that fails to prepare (its table not made ahead, say) fails in the event too.
@@ -294,7 +372,7 @@ pub(super) fn settle_error(e: StorageError) -> SqlError {
 
 #[cfg(test)]
 mod tests {
-    use super::eligible;
+    use super::{defines_columns, eligible, preparable};
 
     #[test]
     fn only_plain_creates_of_tables_and_indexes_are_run_ahead() {
@@ -304,11 +382,17 @@ mod tests {
             "CREATE INDEX IF NOT EXISTS i ON t (a);",
             "CREATE UNIQUE INDEX u ON t (a) WHERE a > 0",
             "CREATE TABLE t (at TEXT DEFAULT (datetime('now')))",
+            "CREATE TABLE IF NOT EXISTS main.\"odd \"\" name\" (a)",
+            "CREATE TABLE [x y](a)",
+            "CREATE TABLE `t`(a) STRICT",
         ] {
             assert!(eligible(ok, &[]), "{ok}");
         }
         for no in [
             "CREATE TABLE t AS SELECT 1",
+            "CREATE TABLE IF NOT EXISTS t AS VALUES (CURRENT_TIMESTAMP, random())",
+            "create table \"a (\"\"b\" as values (1)",
+            "CREATE TABLE t /* ( */ AS VALUES (1)",
             "CREATE TEMP TABLE t (a)",
             "CREATE VIRTUAL TABLE f USING fts5(a)",
             "CREATE VIEW v AS SELECT 1",
@@ -324,5 +408,36 @@ mod tests {
             "CREATE TABLE t (a)",
             &[crate::bindings::sql::Value::Integer(1)]
         ));
+    }
+
+    #[test]
+    fn a_table_run_ahead_lists_its_columns() {
+        assert!(defines_columns("CREATE TABLE \"a (\"\"b\" (x)"));
+        assert!(defines_columns("create table if not exists s.'t'(x)"));
+        assert!(!defines_columns("CREATE TABLE \"a (\"\"b\" AS x"));
+        assert!(!defines_columns("CREATE TABLE t /* ( */ AS x"));
+        assert!(!defines_columns("CREATE TABLE [t (x)"));
+        assert!(!defines_columns("CREATE TABLEt (x)"));
+    }
+
+    #[test]
+    fn only_queries_and_data_changes_are_prepared_ahead() {
+        for ok in [
+            "SELECT count(*) FROM players",
+            "INSERT OR REPLACE INTO players (id, name) VALUES (?, ?)",
+            "  with x AS (SELECT 1) SELECT * FROM x",
+            "DELETE FROM t",
+        ] {
+            assert!(preparable(ok), "{ok}");
+        }
+        for no in [
+            "PRAGMA foreign_keys = OFF",
+            "PRAGMA defer_foreign_keys = ON",
+            "CREATE TABLE t (a)",
+            "SELECT 1; SELECT 2",
+            super::super::META_UPSERT,
+        ] {
+            assert!(!preparable(no), "{no}");
+        }
     }
 }

@@ -702,9 +702,9 @@ impl SqlStore {
     /// Ends the event transaction: commits if `commit` and nothing doomed it, else rolls back.
     /// A failed commit is rolled back and reported as [`StorageError::Commit`].
     pub fn finish_event(&mut self, commit: bool) -> Result<EventEnd, StorageError> {
+        self.deadline.store(u64::MAX, Ordering::Relaxed);
         // Undoes what was run ahead and not matched (a failure dooms the event).
         let _ = self.settle_ahead();
-        self.deadline.store(u64::MAX, Ordering::Relaxed);
         self.in_event = false;
         let end = if !commit {
             EventEnd::RolledBack

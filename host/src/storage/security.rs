@@ -252,7 +252,7 @@ pub fn denied_keyword(statement_sql: &str) -> Option<&'static str> {
 }
 
 /// The first keyword of a statement, skipping whitespace, comments and empty statements.
-fn first_keyword(mut sql: &str) -> &str {
+pub(super) fn first_keyword(mut sql: &str) -> &str {
     loop {
         // SQLite skips empty statements (a leading `;`) before the one it compiles, but the
         // statement's text starts with them.

@@ -310,14 +310,14 @@ impl Databases {
         })
     }
 
-    /// Ready spares with statements run ahead on them.
-    pub(super) fn spares_run_ahead(&self) -> usize {
-        self.spares.as_ref().map_or(0, |s| {
+    /// Ready spares with statements run ahead on them: how many of the `next` that claims
+    /// take next, and how many in all.
+    pub(super) fn spares_run_ahead(&self, next: usize) -> (usize, usize) {
+        self.spares.as_ref().map_or((0, 0), |s| {
             let ready = s.ready.lock().unwrap();
-            ready
-                .iter()
-                .filter(|spare| spare.store.as_ref().is_some_and(|s| s.ahead.is_some()))
-                .count()
+            let ahead = |spare: &&Spare| spare.store.as_ref().is_some_and(|s| s.ahead.is_some());
+            let first = ready.iter().rev().take(next).filter(ahead).count();
+            (first, ready.iter().filter(ahead).count())
         })
     }
 }
