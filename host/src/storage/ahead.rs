@@ -13,13 +13,18 @@
 //!
 //! What the object sees is what it would have seen had its statements run in its event: a
 //! fresh database is always the same, and only statements whose outcome depends on nothing
-//! else are run ahead: plain `CREATE TABLE` and `CREATE INDEX` of the object's own names,
-//! without parameters and without a `SELECT` (see [`eligible`]). They commit, or roll back,
-//! with the event, like any of its statements. Their CPU time is not charged to the event.
+//! else are run ahead: plain `CREATE TABLE` (listing its columns) and `CREATE INDEX` of the
+//! object's own names, without parameters and without `SELECT` or `VALUES` (see
+//! [`eligible`]). They commit, or roll back, with the event, like any of its statements. Their
+//! CPU time is not charged to the event.
 //!
-//! The statements that came after those in the same first event are prepared ahead too (not
-//! run: into the connection's statement cache, authorized for the guest as any guest
-//! statement is), so the event finds them prepared. A prepared statement that no longer fits
+//! The plan is the latest new object's: a new object whose first event begins differently
+//! replaces it (one whose first event runs no SQL leaves it as it is).
+//!
+//! The queries and data changes that came after those in the same first event are prepared
+//! ahead too (not run: into the connection's statement cache, authorized for the guest as any
+//! guest statement is), so the event finds them prepared. Never a `PRAGMA`: preparing one can
+//! already apply it. A prepared statement that no longer fits
 //! the schema when it runs is prepared again by SQLite, as any cached statement is.
 //!
 //! Layout of the open transaction on a spare: `BEGIN`, then for each statement `i` a savepoint
