@@ -34,7 +34,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{ExecResult, HOST_CACHED, SqlStore, StorageError, security};
+use super::{ExecResult, HOST_CACHED, SqlStore, StorageError, is_single_statement, security};
 use crate::bindings::sql::{SqlError, Value};
 
 /// Most statements learned and run ahead.
@@ -98,26 +98,24 @@ pub(super) struct Learn {
 /// parameters, and without `SELECT` or `VALUES` anywhere (`CREATE TABLE ... AS SELECT` and
 /// `AS VALUES` evaluate expressions, which could read the clock or make large values).
 fn eligible(query: &str, params: &[Value]) -> bool {
-    if !params.is_empty() || query.len() > LONGEST_STATEMENT {
-        return false;
-    }
-    let statement = query.trim_end().trim_end_matches(';');
-    if statement.contains(';')
-        || !security::is_plain_create(statement)
-        || security::mentions_reserved(statement)
+    if !params.is_empty()
+        || query.len() > LONGEST_STATEMENT
+        || !is_single_statement(query)
+        || security::mentions_reserved(query)
     {
         return false;
     }
-    let upper = statement.to_ascii_uppercase();
+    let upper = query.to_ascii_uppercase();
     if upper.contains("SELECT") || upper.contains("VALUES") {
         return false;
     }
-    let words: Vec<&str> = upper.split_ascii_whitespace().take(3).collect();
-    match words.as_slice() {
-        ["CREATE", "TABLE", ..] => defines_columns(statement),
-        ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX"] => true,
-        _ => false,
+    let Some(rest) = word(query, "CREATE") else {
+        return false;
+    };
+    if word(rest, "TABLE").is_some() {
+        return defines_columns(query);
     }
+    word(word(rest, "UNIQUE").unwrap_or(rest), "INDEX").is_some()
 }
 
 /// Whether a `CREATE TABLE` lists its columns (`CREATE TABLE [IF NOT EXISTS] [schema.]name (`)
@@ -139,9 +137,10 @@ fn defines_columns(statement: &str) -> bool {
     .unwrap_or(false)
 }
 
-/// `sql` after the keyword `keyword` (ignoring case and leading white space), if it starts with it.
+/// `sql` after the keyword `keyword` (ignoring case and leading white space), if it starts
+/// with it.
 fn word<'a>(sql: &'a str, keyword: &str) -> Option<&'a str> {
-    let sql = sql.trim_start();
+    let sql = sql.trim_start_matches(|c: char| c.is_ascii_whitespace());
     let rest = sql
         .get(..keyword.len())
         .filter(|w| w.eq_ignore_ascii_case(keyword))
@@ -189,7 +188,7 @@ fn preparable(query: &str) -> bool {
             kind.as_str(),
             "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH"
         )
-        && !query.trim_end().trim_end_matches(';').contains(';')
+        && is_single_statement(query)
         && !HOST_CACHED.contains(&query.trim())
 }
 

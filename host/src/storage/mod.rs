@@ -218,6 +218,11 @@ pub enum EventEnd {
     RolledBack,
 }
 
+/// Whether a guest query is a single statement: it has no `;` but trailing ones.
+fn is_single_statement(query: &str) -> bool {
+    !query.trim_end().trim_end_matches(';').contains(';')
+}
+
 /// What one `exec` produced.
 #[derive(Debug, Default, Clone)]
 pub struct ExecResult {
@@ -901,10 +906,10 @@ impl SqlStore {
         let changes_before = self.conn.total_changes();
         let mut out = ExecResult::default();
         let mut params = params;
-        // A query without `;` (ignoring trailing ones) is a single statement: take it from the
-        // statement cache. Anything else runs statement by statement, each prepared only after
-        // the previous one ran (a later statement may use a table an earlier one creates).
-        let single = !query.trim_end().trim_end_matches(';').contains(';');
+        // A single statement is taken from the statement cache. Anything else runs statement
+        // by statement, each prepared only after the previous one ran (a later statement may
+        // use a table an earlier one creates).
+        let single = is_single_statement(query);
         if single && HOST_CACHED.contains(&query.trim()) {
             // Prepared (and authorized) for the guest, not the host's cached statement; trimmed
             // as the cache would have.
@@ -943,8 +948,8 @@ impl SqlStore {
     /// Runs one guest statement. One that may change the schema (`CREATE`, `ALTER`) runs
     /// inside a savepoint, and is undone and denied if it tied the schema to the reserved
     /// namespace ([`reserved_ties`]), unless it is a plain `CREATE` that does not mention the
-    /// reserved prefix, which cannot ([`security::is_plain_create`]). Any other statement that writes and changes the schema
-    /// (`DROP`, `ANALYZE`) is checked the same way after it ran, and if it made a tie, the
+    /// reserved prefix, which cannot ([`security::is_plain_create`]). Any other statement that
+    /// writes and changes the schema (`DROP`, `ANALYZE`) is checked the same way after it ran, and if it made a tie, the
     /// whole event is rolled back: a second line of defence, should SQLite ever read a
     /// statement differently from [`security::may_change_schema`].
     fn run_guest_statement(

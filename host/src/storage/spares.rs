@@ -310,14 +310,16 @@ impl Databases {
         })
     }
 
-    /// Ready spares with statements run ahead on them: how many of the `next` that claims
-    /// take next, and how many in all.
-    pub(super) fn spares_run_ahead(&self, next: usize) -> (usize, usize) {
-        self.spares.as_ref().map_or((0, 0), |s| {
+    /// How many of the `next` ready spares that claims take next have statements run ahead.
+    pub(super) fn spares_run_ahead(&self, next: usize) -> usize {
+        self.spares.as_ref().map_or(0, |s| {
             let ready = s.ready.lock().unwrap();
-            let ahead = |spare: &&Spare| spare.store.as_ref().is_some_and(|s| s.ahead.is_some());
-            let first = ready.iter().rev().take(next).filter(ahead).count();
-            (first, ready.iter().filter(ahead).count())
+            ready
+                .iter()
+                .rev()
+                .take(next)
+                .filter(|spare| spare.store.as_ref().is_some_and(|s| s.ahead.is_some()))
+                .count()
         })
     }
 }

@@ -1101,7 +1101,7 @@ fn schema_statements_run_ahead_count_only_as_far_as_the_new_object_matches_them(
         }
         taken = 0;
         wait_for_spares(&dbs);
-        if dbs.spares_run_ahead(5).0 == 5 {
+        if dbs.spares_run_ahead(5) == 5 {
             break;
         }
         assert!(round < 10, "no spares with statements run ahead");
