@@ -192,6 +192,59 @@ struct Spare {
     store: Option<SqlStore>,
 }
 
+/// What [`Spares::claim`] did for an object.
+// Returned once per opened object and taken apart at once: boxing the store would only add an
+// allocation to a new object's first request.
+#[allow(clippy::large_enum_variant)]
+enum Claim {
+    /// A spare is the object's directory now, with its open database if it had one.
+    Taken(Option<SqlStore>),
+    /// The object's directory exists: not a new object.
+    Exists,
+    /// No spare was ready, or moving one failed: the object's database is opened (or
+    /// created) in place.
+    NoSpare,
+}
+
+/// Renames `from` to `to` unless `to` exists (`renameat2` with `RENAME_NOREPLACE`: the check
+/// and the move are one step). On a file system without it, looks first, then renames.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths that outlive the call; no other memory is passed.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS) => {
+            if to.exists() {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            fs::rename(from, to)
+        }
+        _ => Err(err),
+    }
+}
+
+/// Whether a failed move of a spare found the object's directory already there.
+fn is_already_there(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY))
+}
+
 impl Databases {
     /// The databases under `data_dir`, keeping `spares` new-object directories ready (0 = none).
     /// Before returning, moves any spare that an object had claimed to its object's place (a
@@ -256,9 +309,10 @@ impl Databases {
         }
         let path = database_path(&self.data_dir, id);
         let object_dir = path.parent().expect("database files have a directory");
-        if !object_dir.exists()
-            && let Some(spares) = &self.spares
-            && let Some(store) = spares.claim(object_dir)
+        // No look first whether the object exists: the move of a spare fails if it does (one
+        // path lookup fewer on the way of a new object's first request).
+        if let Some(spares) = &self.spares
+            && let Claim::Taken(store) = spares.claim(object_dir)
         {
             let hex = id.to_hex();
             let mut meta = vec![(ID_KEY, hex.as_str())];
@@ -468,26 +522,42 @@ impl Spares {
         (spares, handle)
     }
 
-    /// Moves a ready spare (or, if none is, one from the reserve) to `object_dir`, and returns
-    /// its open database (`Some(None)` if it has none open). `None` if there is no spare (or
-    /// the move failed).
-    fn claim(&self, object_dir: &Path) -> Option<Option<SqlStore>> {
+    /// Moves a ready spare (or, if none is, one from the reserve) to `object_dir`, unless
+    /// that exists already: then the spare is put back, and the object is not new.
+    fn claim(&self, object_dir: &Path) -> Claim {
         let claiming = self.claiming.lock().unwrap_or_else(|e| e.into_inner());
         let (spare, left) = {
             let mut ready = self.ready.lock().unwrap();
             let spare = ready.pop().or_else(|| {
                 let dir = self.reserve.lock().unwrap().pop()?;
                 Some(Spare { dir, store: None })
-            })?;
-            (spare, ready.len())
+            });
+            match spare {
+                Some(spare) => (spare, ready.len()),
+                None => {
+                    drop(ready);
+                    // Still answers whether the object is new: the caller opens it either way.
+                    return Claim::NoSpare;
+                }
+            }
         };
         let result = (|| -> io::Result<Vec<PathBuf>> {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
             let mut dirs = create::create_dirs(parent)?;
-            fs::rename(&spare.dir, object_dir)?;
+            rename_no_replace(&spare.dir, object_dir)?;
             dirs.push(parent.to_path_buf());
             Ok(dirs)
         })();
+        if let Err(e) = &result
+            && is_already_there(e)
+        {
+            // Not a new object: the spare goes back where it was taken from, untouched.
+            match spare.store {
+                Some(_) => self.ready.lock().unwrap().push(spare),
+                None => self.reserve.lock().unwrap().push(spare.dir),
+            }
+            return Claim::Exists;
+        }
         let first_unsynced = match &result {
             Ok(dirs) => {
                 self.claims.lock().unwrap().note(Instant::now());
@@ -508,12 +578,12 @@ impl Spares {
             self.wake();
         }
         match result {
-            Ok(_) => Some(spare.store),
+            Ok(_) => Claim::Taken(spare.store),
             Err(e) => {
                 tracing::warn!(spare = %spare.dir.display(), "cannot use a spare database: {e}");
                 drop(spare.store);
                 let _ = fs::remove_dir_all(&spare.dir);
-                None
+                Claim::NoSpare
             }
         }
     }

@@ -629,6 +629,14 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
         !create::sidecar(&path, "-wal").exists(),
         "the WAL of a closed moved database is gone"
     );
+    // Opening it again finds it in place: the spare the attempt to move took is put back.
+    let mut s = dbs.open(&id, None).unwrap();
+    assert_eq!(dbs.spares_ready().0, 7, "an existing object takes no spare");
+    s.begin_event(None).unwrap();
+    let rows = exec(&mut s, "SELECT a FROM t", &[]).unwrap().rows;
+    assert_eq!(format!("{rows:?}"), "[[Value::Integer(42)]]");
+    s.finish_event(true).unwrap();
+    drop(s);
     // One spare missing is less than a batch (a quarter): no refill yet. The next new object
     // makes it two, and the thread makes a batch up to the target.
     std::thread::sleep(std::time::Duration::from_millis(50));
