@@ -85,7 +85,9 @@ struct Envelope {
 }
 
 struct ActorHandle {
-    queue: mpsc::UnboundedSender<Envelope>,
+    /// Boxed: the channel allocates room for a block of events when it is made, for every
+    /// object, though most objects never queue one (see `Slot`).
+    queue: mpsc::UnboundedSender<Box<Envelope>>,
     /// Events sent but not yet taken up by the actor.
     queued: Arc<AtomicUsize>,
     /// Set while an event of the object runs (by the actor task before `queued` drops, or by
@@ -487,7 +489,7 @@ impl ObjectRegistry {
                     }
                     actor.queued.fetch_add(1, Ordering::Relaxed);
                     if let Some(envelope) = envelope.take()
-                        && actor.queue.send(envelope).is_err()
+                        && actor.queue.send(Box::new(envelope)).is_err()
                     {
                         return Err(DispatchError::ShuttingDown);
                     }
@@ -762,7 +764,7 @@ impl Actor {
         id: ObjectId,
         slot: Arc<Slot>,
         first: Option<Actor>,
-        mut inbox: mpsc::UnboundedReceiver<Envelope>,
+        mut inbox: mpsc::UnboundedReceiver<Box<Envelope>>,
         queued: Arc<AtomicUsize>,
         busy: Arc<AtomicBool>,
         last_used: Arc<AtomicU64>,
@@ -799,7 +801,7 @@ impl Actor {
                 match tokio::time::timeout(wait, inbox.recv()).await {
                     Ok(Some(envelope)) => {
                         wait = idle;
-                        envelope
+                        *envelope
                     }
                     Ok(None) => break,
                     Err(_) => {
@@ -834,7 +836,7 @@ impl Actor {
                 let next = if held.len() >= MAX_GROUP_COMMIT {
                     None
                 } else {
-                    inbox.try_recv().ok()
+                    inbox.try_recv().ok().map(|envelope| *envelope)
                 };
                 match next {
                     Some(envelope) => envelope,
@@ -868,7 +870,7 @@ impl Actor {
             let mut batch = vec![envelope];
             while batch.len() < MAX_BATCH {
                 match inbox.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(next) => batch.push(*next),
                     Err(_) => break,
                 }
             }
