@@ -483,7 +483,19 @@ impl SqlStore {
             .host_statement(META_UPSERT)
             .and_then(|mut upsert| upsert.execute([spares::ID_KEY, ""]));
         self.conn.execute_batch("ROLLBACK")?;
-        written.map(drop)
+        written?;
+        // The rollback dropped the pages it had changed from SQLite's cache (as a rollback in
+        // WAL mode does): read them back, the key's index and the table, or the first event
+        // reads them from the file (two `pread`s on its way; the connection holds the file
+        // exclusively, so the cache stays valid until then).
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM _do_meta WHERE key = ?1), \
+                 (SELECT sum(length(value)) FROM _do_meta)",
+                [spares::ID_KEY],
+                |_| Ok(()),
+            )
+            .map(drop)
     }
 
     /// Opens the database file at `path`. `new_dirs` lists the directories whose entries
