@@ -706,3 +706,49 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers[0], numbers[1], "soft limit not raised: {line}");
 }
+
+/// Instances started ahead and spare databases that new objects take are replaced in the
+/// background, woken by the epoch ticker once new objects pause (not by the activations that
+/// took them, unless half are gone), and the metrics show how many are ready.
+#[test]
+fn what_new_objects_take_ahead_is_replaced_in_the_background() {
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &guest("conformance"),
+        data.path(),
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--spare-instances",
+            "8",
+            "--spare-databases",
+            "8",
+        ],
+    );
+    let admin = host.admin_addr();
+    let ready = |what: &str| support::metric(admin, &format!("dohost_spare_{what}_ready{{"));
+    let wait_for = |what: &str, count: f64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ready(what) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {} ready, not {count}",
+                ready(what)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for("instances", 8.0);
+    wait_for("databases", 8.0);
+    // Two new objects: neither takes half of either, so neither wakes a thread itself.
+    let mut client = host.client();
+    for room in ["a", "b"] {
+        let response = client.post_json(
+            &format!("/{room}/run"),
+            &json!({ "steps": [exec("CREATE TABLE t (v)")] }),
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    wait_for("instances", 8.0);
+    wait_for("databases", 8.0);
+}

@@ -38,7 +38,7 @@ fn respond(registry: &ObjectRegistry, method: &Method, path: &str) -> hyper::Res
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            registry.metrics().render(registry.class().name()),
+            registry.render_metrics(),
         ),
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         _ => (

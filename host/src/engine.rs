@@ -99,28 +99,53 @@ pub fn build_engine(config: &EngineConfig) -> Result<Engine, LoadError> {
     Engine::new(&wasm).map_err(|e| LoadError::Engine(format!("{e:#}")))
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Work the epoch thread does on each tick, after advancing the epoch; `false` once it is no
+/// longer wanted (its owner is gone).
+pub type TickHook = Box<dyn FnMut() -> bool + Send>;
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped, and runs the hooks given to
+/// [`EpochTicker::on_tick`]: background threads are woken from here rather than from a
+/// request's path (each wake-up of a sleeping thread costs the waker microseconds, and more
+/// on an idle VM), by a thread that wakes every tick anyway.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
+    hooks: Arc<std::sync::Mutex<Vec<TickHook>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     pub fn start(engine: &Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let hooks: Arc<std::sync::Mutex<Vec<TickHook>>> = Arc::default();
         let thread = {
-            let (engine, stop) = (engine.clone(), stop.clone());
+            let (engine, stop, hooks) = (engine.clone(), stop.clone(), hooks.clone());
             std::thread::Builder::new()
                 .name("dohost-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
+                        if let Ok(mut hooks) = hooks.lock() {
+                            hooks.retain_mut(|hook| hook());
+                        }
                     }
                 })
                 .ok()
         };
-        Self { stop, thread }
+        Self {
+            stop,
+            hooks,
+            thread,
+        }
+    }
+
+    /// Runs `hook` on every tick from now on, until it returns `false`. `false` if the ticker
+    /// has no thread (it could not be spawned): the hook never runs.
+    pub fn on_tick(&self, hook: TickHook) -> bool {
+        if self.thread.is_none() {
+            return false;
+        }
+        self.hooks.lock().map(|mut h| h.push(hook)).is_ok()
     }
 }
 

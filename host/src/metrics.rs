@@ -184,7 +184,9 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub fn render(&self, class: &str) -> String {
+    /// The metrics in Prometheus' text format, with `gauges` (name, help, value) read by the
+    /// caller.
+    pub fn render(&self, class: &str, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let class_label = format!("class=\"{}\"", class.replace(['\\', '"', '\n'], "_"));
         let l = class_label.as_str();
@@ -338,6 +340,12 @@ impl Metrics {
             "# HELP dohost_live_objects Objects with a live instance or actor.\n# TYPE dohost_live_objects gauge\ndohost_live_objects{{{l}}} {}",
             self.live_objects.load(Ordering::Relaxed)
         );
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{l}}} {value}"
+            );
+        }
         out
     }
 }
@@ -366,12 +374,15 @@ mod tests {
         });
         m.warm_event.observe(Duration::from_micros(80));
         m.record_eviction(Eviction::Idle);
-        let text = m.render("room");
+        let text = m.render("room", &[("dohost_test_ready", "A gauge.", 3)]);
         assert!(text.contains("dohost_activations_total{class=\"room\"} 1"));
         assert!(text.contains(
             "dohost_activation_instantiate_seconds_bucket{class=\"room\",le=\"0.00005\"} 1"
         ));
         assert!(text.contains("dohost_warm_event_seconds_count{class=\"room\"} 1"));
+        assert!(
+            text.contains("# TYPE dohost_test_ready gauge\ndohost_test_ready{class=\"room\"} 3")
+        );
         assert!(text.contains("dohost_evictions_total{class=\"room\",reason=\"idle\"} 1"));
     }
 

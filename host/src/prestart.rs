@@ -24,12 +24,12 @@
 //! under 2 ms once it waited, the spare databases' refill waiting the same way).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use crate::engine::Class;
+use crate::engine::{Class, EpochTicker};
 use crate::fetch::FetchPolicy;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -64,6 +64,10 @@ struct Shared {
     target: usize,
     /// Set on stop, or once the class turned out not to start without its object.
     stopped: AtomicBool,
+    /// Whether the epoch ticker wakes the thread for takes that need no instance at once
+    /// (see [`Prestart::nudge_on`]); `nudge` asks it to.
+    ticked: AtomicBool,
+    nudge: AtomicBool,
 }
 
 impl Prestart {
@@ -81,6 +85,8 @@ impl Prestart {
             taken: Condvar::new(),
             target,
             stopped: AtomicBool::new(false),
+            ticked: AtomicBool::new(false),
+            nudge: AtomicBool::new(false),
         });
         let thread = {
             let shared = shared.clone();
@@ -100,19 +106,41 @@ impl Prestart {
     /// An instance started ahead, if one is ready. Output its start code wrote without
     /// flushing may reach the host after the check at its start: checked again here.
     pub fn take(&self) -> Option<Unbound> {
-        let taken = {
+        let (taken, left) = {
             let mut ready = self.shared.ready.lock().ok()?;
             let taken = ready.instances.pop()?;
             ready.last_taken = Some(Instant::now());
-            taken
+            (taken, ready.instances.len())
         };
         if taken.used_while_unbound() {
             tracing::info!("instances of this class are not started ahead: {StartedUnbound}");
             self.shared.stop();
             return None;
         }
-        self.shared.taken.notify_one();
+        // The replacement waits for a pause anyway (`QUIET`), unless half are gone: then the
+        // thread is woken now; otherwise by the ticker, off this activation's path.
+        if left * 2 <= self.shared.target || !self.shared.ticked.load(Ordering::Acquire) {
+            self.shared.taken.notify_one();
+        } else {
+            self.shared.nudge.store(true, Ordering::Release);
+        }
         Some(taken)
+    }
+
+    /// Lets `ticker` wake the starting thread after takes that need no instance at once,
+    /// instead of the take itself (see [`EpochTicker`]).
+    pub fn nudge_on(&self, ticker: &EpochTicker) {
+        let shared: Weak<Shared> = Arc::downgrade(&self.shared);
+        let hooked = ticker.on_tick(Box::new(move || {
+            let Some(shared) = shared.upgrade() else {
+                return false;
+            };
+            if shared.nudge.swap(false, Ordering::AcqRel) {
+                shared.taken.notify_one();
+            }
+            !shared.stopped.load(Ordering::Acquire)
+        }));
+        self.shared.ticked.store(hooked, Ordering::Release);
     }
 
     /// Instances ready now.

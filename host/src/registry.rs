@@ -337,6 +337,36 @@ impl ObjectRegistry {
         }
     }
 
+    /// Lets `ticker` wake the threads that start instances and make spare databases ahead,
+    /// rather than the activations that take them (see [`crate::engine::EpochTicker`]).
+    pub fn nudge_on(&self, ticker: &crate::engine::EpochTicker) {
+        if let Some(prestart) = &self.shared.prestart {
+            prestart.nudge_on(ticker);
+        }
+        self.shared.databases.nudge_on(ticker);
+    }
+
+    /// The metrics in Prometheus' text format: [`Metrics::render`] and what is ready ahead.
+    pub fn render_metrics(&self) -> String {
+        let instances = self.shared.prestart.as_ref().map_or(0, |p| p.ready());
+        let databases = self.shared.databases.spares_open();
+        self.shared.metrics.render(
+            self.class().name(),
+            &[
+                (
+                    "dohost_spare_instances_ready",
+                    "Instances started ahead for new activations (--spare-instances).",
+                    instances as u64,
+                ),
+                (
+                    "dohost_spare_databases_ready",
+                    "Spare databases open for new objects (--spare-databases).",
+                    databases as u64,
+                ),
+            ],
+        )
+    }
+
     /// The class this registry serves.
     pub fn class(&self) -> &Class {
         &self.shared.class

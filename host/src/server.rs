@@ -80,7 +80,7 @@ impl ServerConfig {
 #[derive(Clone)]
 pub struct Runtime {
     class: Arc<Class>,
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -108,7 +108,7 @@ impl Runtime {
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             class: Arc::new(class),
-            _ticker: Arc::new(ticker),
+            ticker: Arc::new(ticker),
         })
     }
 
@@ -175,6 +175,7 @@ impl Server {
                 prestart: config.spare_instances,
             },
         );
+        registry.nudge_on(&runtime.ticker);
         let ingress = IngressConfig {
             max_body_bytes: config.limits.max_body_bytes,
             body_timeout: config.limits.body_timeout,

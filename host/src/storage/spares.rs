@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use super::ahead::Plan;
 use super::{SqlStore, StorageConfig, StorageError, create};
+use crate::engine::EpochTicker;
 use crate::id::ObjectId;
 
 /// File name of an object's database inside its directory.
@@ -112,6 +113,10 @@ struct Spares {
     /// What new objects began their first event with, run ahead on spares as they are opened
     /// (see [`super::ahead`]).
     plan: Arc<Plan>,
+    /// Whether the epoch ticker wakes the thread for claims that need nothing at once (see
+    /// [`Databases::nudge_on`]); `nudge` asks it to.
+    ticked: AtomicBool,
+    nudge: AtomicBool,
 }
 
 /// How long new objects must pause before the thread writes to the disk for anything but
@@ -339,6 +344,30 @@ impl Databases {
         }
         SqlStore::open(&path, &self.config)
     }
+
+    /// Spare databases ready (open) now.
+    pub fn spares_open(&self) -> usize {
+        self.spares
+            .as_ref()
+            .map_or(0, |s| s.ready.lock().map_or(0, |r| r.len()))
+    }
+
+    /// Lets `ticker` wake the spare-database thread after claims that need nothing at once,
+    /// instead of the claim itself (see [`EpochTicker`]).
+    pub fn nudge_on(&self, ticker: &EpochTicker) {
+        let Some(spares) = &self.spares else { return };
+        let weak = Arc::downgrade(spares);
+        let hooked = ticker.on_tick(Box::new(move || {
+            let Some(spares) = weak.upgrade() else {
+                return false;
+            };
+            if spares.nudge.swap(false, Ordering::AcqRel) {
+                spares.wake();
+            }
+            !spares.stop.load(Ordering::Acquire)
+        }));
+        spares.ticked.store(hooked, Ordering::Release);
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +540,8 @@ impl Spares {
             seq: AtomicU64::new(0),
             worker: Mutex::new(None),
             stop: AtomicBool::new(false),
+            ticked: AtomicBool::new(false),
+            nudge: AtomicBool::new(false),
             plan: Arc::default(),
         });
         let weak = Arc::downgrade(&spares);
@@ -543,8 +574,15 @@ impl Spares {
         };
         let result = (|| -> io::Result<Vec<PathBuf>> {
             let parent = object_dir.parent().unwrap_or(Path::new("."));
-            let mut dirs = create::create_dirs(parent)?;
-            rename_no_replace(&spare.dir, object_dir)?;
+            // The shard directory exists but for the first objects in it: made only then.
+            let mut dirs = match rename_no_replace(&spare.dir, object_dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && spare.dir.exists() => {
+                    let dirs = create::create_dirs(parent)?;
+                    rename_no_replace(&spare.dir, object_dir)?;
+                    dirs
+                }
+                done => done.map(|()| Vec::new())?,
+            };
             dirs.push(parent.to_path_buf());
             Ok(dirs)
         })();
@@ -575,7 +613,14 @@ impl Spares {
         };
         drop(claiming);
         if first_unsynced || self.target.saturating_sub(left) >= self.batch() {
-            self.wake();
+            // The refill waits for a pause in new objects anyway unless half the spares are
+            // gone, and the directories' sync for one (see `next_step`): the ticker wakes the
+            // thread then, off this new object's path.
+            if left * 2 <= self.target || !self.ticked.load(Ordering::Acquire) {
+                self.wake();
+            } else {
+                self.nudge.store(true, Ordering::Release);
+            }
         }
         match result {
             Ok(_) => Claim::Taken(spare.store),
