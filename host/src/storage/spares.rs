@@ -8,12 +8,16 @@
 //! written out (zeros) and everything synced, and with its SQLite connection already open. A
 //! new object takes one with a single `rename` of the directory into place (the connection
 //! follows the files: SQLite holds them open), so its first request opens nothing and its first
-//! sync is an overwrite of already-allocated WAL blocks.
+//! sync is an overwrite of already-allocated WAL blocks. The rename is also how the host learns
+//! that the object is new: it does not replace an existing directory (`RENAME_NOREPLACE`), and
+//! when it finds one the spare goes back unused and the object's own database is opened.
 //!
 //! The thread refills in batches, once a quarter of the spares are taken, rather than after
 //! every claim: the spares of a batch share the sync of `spare/`, and so do the claims since
 //! the last batch. It refills once new objects pause ([`QUIET`]), so that its work does not
-//! compete with a new object's first event for the CPU, unless half the spares are gone.
+//! compete with a new object's first event for the CPU, unless half the spares are gone. For
+//! the same reason a claim wakes the thread itself only then: otherwise the engine's epoch
+//! thread does, on its next tick ([`Databases::nudge_on`]).
 //!
 //! A spare is made in `spare/.making/` and renamed into `spare/` when its files are synced
 //! (see [`Spares::make_one`]).
