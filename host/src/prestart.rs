@@ -12,7 +12,9 @@
 //! dohost import, such as `identity.id` or `sql.exec`, writes to stdout or stderr, or makes
 //! an outbound request, which is refused unsent), the instance is discarded and the class is
 //! no longer started ahead; its objects are then instantiated when they are activated, with
-//! the object bound during the start code, as without this module.
+//! the object bound during the start code, as without this module. A start that fails
+//! otherwise is tried again a few times, further apart each time ([`START_ATTEMPTS`]), before
+//! the class is no longer started ahead.
 //!
 //! Instances started ahead hold instance slots of the pooling allocator (which has headroom
 //! over the live-object cap) but do not count as live objects.
@@ -37,6 +39,12 @@ use crate::object::{HostParts, StartedUnbound, Unbound, pool_exhausted};
 
 /// How long the thread waits before trying again when the instance pool is full.
 const FULL_POOL_RETRY: Duration = Duration::from_millis(100);
+
+/// How many times a failed start (other than for a full pool, or a class that needs its
+/// object) is tried again before the class is no longer started ahead, and the wait before the
+/// first retry (doubled for each next one).
+const START_ATTEMPTS: u32 = 3;
+const START_RETRY: Duration = Duration::from_secs(1);
 
 /// How long activations must pause before a taken instance is replaced, while at least half
 /// the instances are ready: long enough for the activated object's first event to be done.
@@ -185,6 +193,8 @@ impl Shared {
             metrics: &parts.metrics,
             prestarted: None,
         };
+        // Starts that failed in a row (not for want of a slot).
+        let mut failures = 0u32;
         loop {
             // Wait until one is wanted, and activations pause (see `QUIET`).
             {
@@ -217,6 +227,7 @@ impl Shared {
             }
             match Unbound::start(&parts.rt, &host) {
                 Ok(instance) => {
+                    failures = 0;
                     let Ok(mut ready) = self.ready.lock() else {
                         return;
                     };
@@ -232,18 +243,48 @@ impl Shared {
                     };
                     let _ = self.taken.wait_timeout(ready, FULL_POOL_RETRY);
                 }
-                Err(e) => {
-                    if e.is::<StartedUnbound>() {
-                        tracing::info!(
-                            "instances of this class are not started ahead: {e}; each object is \
-                             instantiated when it is activated"
-                        );
-                    } else {
-                        tracing::info!(
-                            "instances of this class are not started ahead: starting one failed \
-                             ({e:#}); each object is instantiated when it is activated"
-                        );
+                Err(e) if e.is::<StartedUnbound>() => {
+                    tracing::info!(
+                        "instances of this class are not started ahead: {e}; each object is \
+                         instantiated when it is activated"
+                    );
+                    self.stopped.store(true, Ordering::Release);
+                    return;
+                }
+                // Perhaps passing (out of memory, say): tried again a few times, further apart,
+                // before the class is instantiated at activation only.
+                Err(e) if failures < START_ATTEMPTS => {
+                    failures += 1;
+                    let wait = START_RETRY * 2u32.pow(failures - 1);
+                    tracing::warn!(
+                        "starting an instance ahead failed ({e:#}); trying again in {wait:?} \
+                         (retry {failures} of {START_ATTEMPTS})"
+                    );
+                    let Ok(ready) = self.ready.lock() else {
+                        return;
+                    };
+                    // Woken early only by a stop (or a take, which waits out the rest).
+                    let deadline = Instant::now() + wait;
+                    let mut ready = ready;
+                    while !self.stopped.load(Ordering::Acquire) {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        ready = match self.taken.wait_timeout(ready, left) {
+                            Ok((ready, _)) => ready,
+                            Err(_) => return,
+                        };
                     }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "instances of this class are not started ahead: starting one failed \
+                         {} times in a row, the last time: {e:#}; each object is instantiated \
+                         when it is activated",
+                        failures + 1
+                    );
                     self.stopped.store(true, Ordering::Release);
                     return;
                 }
