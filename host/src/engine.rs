@@ -147,6 +147,48 @@ impl EpochTicker {
         }
         self.hooks.lock().map(|mut h| h.push(hook)).is_ok()
     }
+
+    /// Takes over the wake-ups that `owner`'s [`Nudge`] leaves to the ticker: on the tick after
+    /// one, calls `wake`; until `owner` is gone or `stopped`.
+    pub fn take_over<T: Send + Sync + 'static>(
+        &self,
+        owner: &Arc<T>,
+        nudge: fn(&T) -> &Nudge,
+        wake: fn(&T),
+        stopped: fn(&T) -> bool,
+    ) {
+        let weak = Arc::downgrade(owner);
+        let hooked = self.on_tick(Box::new(move || {
+            let Some(owner) = weak.upgrade() else {
+                return false;
+            };
+            if nudge(&owner).wanted.swap(false, Ordering::AcqRel) {
+                wake(&owner);
+            }
+            !stopped(&owner)
+        }));
+        nudge(owner).ticked.store(hooked, Ordering::Release);
+    }
+}
+
+/// The wake-up of a background thread that can wait for the next tick: left to the epoch
+/// ticker once one has taken it over ([`EpochTicker::take_over`]), done at once otherwise.
+#[derive(Default)]
+pub struct Nudge {
+    ticked: AtomicBool,
+    wanted: AtomicBool,
+}
+
+impl Nudge {
+    /// Wakes the thread (`wake`) now if `urgent` or no ticker does it; otherwise asks the
+    /// ticker to.
+    pub fn wake(&self, urgent: bool, wake: impl FnOnce()) {
+        if urgent || !self.ticked.load(Ordering::Acquire) {
+            wake();
+        } else {
+            self.wanted.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Drop for EpochTicker {

@@ -26,12 +26,12 @@
 //! under 2 ms once it waited, the spare databases' refill waiting the same way).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use crate::engine::{Class, EpochTicker};
+use crate::engine::{Class, EpochTicker, Nudge};
 use crate::fetch::FetchPolicy;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -72,10 +72,8 @@ struct Shared {
     target: usize,
     /// Set on stop, or once the class turned out not to start without its object.
     stopped: AtomicBool,
-    /// Whether the epoch ticker wakes the thread for takes that need no instance at once
-    /// (see [`Prestart::nudge_on`]); `nudge` asks it to.
-    ticked: AtomicBool,
-    nudge: AtomicBool,
+    /// Wakes the thread after a take (see [`Prestart::nudge_on`]).
+    nudge: Nudge,
 }
 
 impl Prestart {
@@ -93,8 +91,7 @@ impl Prestart {
             taken: Condvar::new(),
             target,
             stopped: AtomicBool::new(false),
-            ticked: AtomicBool::new(false),
-            nudge: AtomicBool::new(false),
+            nudge: Nudge::default(),
         });
         let thread = {
             let shared = shared.clone();
@@ -127,28 +124,22 @@ impl Prestart {
         }
         // The replacement waits for a pause anyway (`QUIET`), unless half are gone: then the
         // thread is woken now; otherwise by the ticker, off this activation's path.
-        if left * 2 <= self.shared.target || !self.shared.ticked.load(Ordering::Acquire) {
-            self.shared.taken.notify_one();
-        } else {
-            self.shared.nudge.store(true, Ordering::Release);
-        }
+        let shared = &self.shared;
+        shared
+            .nudge
+            .wake(left * 2 <= shared.target, || shared.taken.notify_one());
         Some(taken)
     }
 
     /// Lets `ticker` wake the starting thread after takes that need no instance at once,
     /// instead of the take itself (see [`EpochTicker`]).
     pub fn nudge_on(&self, ticker: &EpochTicker) {
-        let shared: Weak<Shared> = Arc::downgrade(&self.shared);
-        let hooked = ticker.on_tick(Box::new(move || {
-            let Some(shared) = shared.upgrade() else {
-                return false;
-            };
-            if shared.nudge.swap(false, Ordering::AcqRel) {
-                shared.taken.notify_one();
-            }
-            !shared.stopped.load(Ordering::Acquire)
-        }));
-        self.shared.ticked.store(hooked, Ordering::Release);
+        ticker.take_over(
+            &self.shared,
+            |s| &s.nudge,
+            |s| s.taken.notify_one(),
+            |s| s.stopped.load(Ordering::Acquire),
+        );
     }
 
     /// Instances ready now.
@@ -263,19 +254,10 @@ impl Shared {
                     let Ok(ready) = self.ready.lock() else {
                         return;
                     };
-                    // Woken early only by a stop (or a take, which waits out the rest).
-                    let deadline = Instant::now() + wait;
-                    let mut ready = ready;
-                    while !self.stopped.load(Ordering::Acquire) {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        ready = match self.taken.wait_timeout(ready, left) {
-                            Ok((ready, _)) => ready,
-                            Err(_) => return,
-                        };
-                    }
+                    // Cut short only by a stop (a take waits out the rest).
+                    let _ = self
+                        .taken
+                        .wait_timeout_while(ready, wait, |_| !self.stopped.load(Ordering::Acquire));
                     continue;
                 }
                 Err(e) => {

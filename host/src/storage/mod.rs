@@ -961,9 +961,9 @@ impl SqlStore {
     /// inside a savepoint, and is undone and denied if it tied the schema to the reserved
     /// namespace ([`reserved_ties`]), unless it is a plain `CREATE` that does not mention the
     /// reserved prefix, which cannot ([`security::is_plain_create`]). Any other statement that
-    /// writes and changes the schema (`DROP`, `ANALYZE`) is checked the same way after it ran, and if it made a tie, the
-    /// whole event is rolled back: a second line of defence, should SQLite ever read a
-    /// statement differently from [`security::may_change_schema`].
+    /// writes and changes the schema (`DROP`, `ANALYZE`) is checked the same way after it ran,
+    /// and if it made a tie, the whole event is rolled back: a second line of defence, should
+    /// SQLite ever read a statement differently from [`security::may_change_schema`].
     fn run_guest_statement(
         &self,
         stmt: &mut Statement<'_>,

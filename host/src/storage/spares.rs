@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use super::ahead::Plan;
 use super::{SqlStore, StorageConfig, StorageError, create};
-use crate::engine::EpochTicker;
+use crate::engine::{EpochTicker, Nudge};
 use crate::id::ObjectId;
 
 /// File name of an object's database inside its directory.
@@ -117,10 +117,8 @@ struct Spares {
     /// What new objects began their first event with, run ahead on spares as they are opened
     /// (see [`super::ahead`]).
     plan: Arc<Plan>,
-    /// Whether the epoch ticker wakes the thread for claims that need nothing at once (see
-    /// [`Databases::nudge_on`]); `nudge` asks it to.
-    ticked: AtomicBool,
-    nudge: AtomicBool,
+    /// Wakes the thread after a claim (see [`Databases::nudge_on`]).
+    nudge: Nudge,
 }
 
 /// How long new objects must pause before the thread writes to the disk for anything but
@@ -359,18 +357,14 @@ impl Databases {
     /// Lets `ticker` wake the spare-database thread after claims that need nothing at once,
     /// instead of the claim itself (see [`EpochTicker`]).
     pub fn nudge_on(&self, ticker: &EpochTicker) {
-        let Some(spares) = &self.spares else { return };
-        let weak = Arc::downgrade(spares);
-        let hooked = ticker.on_tick(Box::new(move || {
-            let Some(spares) = weak.upgrade() else {
-                return false;
-            };
-            if spares.nudge.swap(false, Ordering::AcqRel) {
-                spares.wake();
-            }
-            !spares.stop.load(Ordering::Acquire)
-        }));
-        spares.ticked.store(hooked, Ordering::Release);
+        if let Some(spares) = &self.spares {
+            ticker.take_over(
+                spares,
+                |s| &s.nudge,
+                Spares::wake,
+                |s| s.stop.load(Ordering::Acquire),
+            );
+        }
     }
 }
 
@@ -544,8 +538,7 @@ impl Spares {
             seq: AtomicU64::new(0),
             worker: Mutex::new(None),
             stop: AtomicBool::new(false),
-            ticked: AtomicBool::new(false),
-            nudge: AtomicBool::new(false),
+            nudge: Nudge::default(),
             plan: Arc::default(),
         });
         let weak = Arc::downgrade(&spares);
@@ -561,14 +554,20 @@ impl Spares {
     /// that exists already: then the spare is put back, and the object is not new.
     fn claim(&self, object_dir: &Path) -> Claim {
         let claiming = self.claiming.lock().unwrap_or_else(|e| e.into_inner());
-        let (spare, left) = {
+        // And whether it came from the reserve, which a spare not used goes back to.
+        let (spare, left, reserved) = {
             let mut ready = self.ready.lock().unwrap();
-            let spare = ready.pop().or_else(|| {
-                let dir = self.reserve.lock().unwrap().pop()?;
-                Some(Spare { dir, store: None })
-            });
+            let spare = match ready.pop() {
+                Some(spare) => Some((spare, false)),
+                None => self
+                    .reserve
+                    .lock()
+                    .unwrap()
+                    .pop()
+                    .map(|dir| (Spare { dir, store: None }, true)),
+            };
             match spare {
-                Some(spare) => (spare, ready.len()),
+                Some((spare, reserved)) => (spare, ready.len(), reserved),
                 None => {
                     drop(ready);
                     // Still answers whether the object is new: the caller opens it either way.
@@ -594,9 +593,10 @@ impl Spares {
             && is_already_there(e)
         {
             // Not a new object: the spare goes back where it was taken from, untouched.
-            match spare.store {
-                Some(_) => self.ready.lock().unwrap().push(spare),
-                None => self.reserve.lock().unwrap().push(spare.dir),
+            if reserved {
+                self.reserve.lock().unwrap().push(spare.dir);
+            } else {
+                self.ready.lock().unwrap().push(spare);
             }
             return Claim::Exists;
         }
@@ -620,11 +620,7 @@ impl Spares {
             // The refill waits for a pause in new objects anyway unless half the spares are
             // gone, and the directories' sync for one (see `next_step`): the ticker wakes the
             // thread then, off this new object's path.
-            if left * 2 <= self.target || !self.ticked.load(Ordering::Acquire) {
-                self.wake();
-            } else {
-                self.nudge.store(true, Ordering::Release);
-            }
+            self.nudge.wake(left * 2 <= self.target, || self.wake());
         }
         match result {
             Ok(_) => Claim::Taken(spare.store),
