@@ -9,7 +9,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::alarm::{AlarmConfig, AlarmIndex, scheduler};
-use crate::engine::{Class, EngineConfig, EpochTicker, build_engine};
+use crate::engine::{
+    Class, EngineConfig, EpochTicker, LoadError, build_engine, eager_tables, read_component,
+};
 use crate::fetch::FetchPolicy;
 use crate::id::IdMinter;
 use crate::ingress::{self, IngressConfig};
@@ -87,24 +89,27 @@ impl Runtime {
     /// Builds the engine and loads `config.component`, caching the compiled artefact in
     /// `cache_dir`. Compilation runs on a blocking thread.
     pub async fn load(config: &ServerConfig, cache_dir: PathBuf) -> anyhow::Result<Self> {
-        let engine = build_engine(&EngineConfig {
+        let mut engine_config = EngineConfig {
             // Spare instances hold slots of the pool too.
             max_instances: config
                 .max_instances
                 .saturating_add(u32::try_from(config.spare_instances).unwrap_or(u32::MAX)),
             memory_bytes: config.limits.memory_bytes,
-        })?;
-        let class = {
-            let (engine, path, name) = (
-                engine.clone(),
-                config.component.clone(),
-                config.class_name(),
-            );
-            tokio::task::spawn_blocking(move || {
-                Class::load(&engine, &path, &name, Some(&cache_dir))
-            })
-            .await??
+            eager_tables: false,
         };
+        let (path, name) = (config.component.clone(), config.class_name());
+        let (engine, class) = tokio::task::spawn_blocking(move || {
+            let bytes = read_component(&path)?;
+            engine_config.eager_tables = eager_tables(&bytes);
+            tracing::debug!(
+                eager_tables = engine_config.eager_tables,
+                "function tables filled when an instance starts"
+            );
+            let engine = build_engine(&engine_config)?;
+            let class = Class::from_bytes(&engine, &path, &bytes, &name, Some(&cache_dir))?;
+            Ok::<_, LoadError>((engine, class))
+        })
+        .await??;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             class: Arc::new(class),
