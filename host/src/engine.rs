@@ -30,9 +30,9 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// Largest linear memory of an instance, in bytes.
     pub memory_bytes: usize,
-    /// Fill the guest's function tables when an instance starts rather than entry by entry on
-    /// first use (see [`eager_tables`]).
-    pub eager_tables: bool,
+    /// Fill the guest's function tables and copy its memory images when an instance starts,
+    /// rather than on first use (see [`StartSizes`]).
+    pub eager_init: bool,
 }
 
 impl Default for EngineConfig {
@@ -40,7 +40,7 @@ impl Default for EngineConfig {
         Self {
             max_instances: 1000,
             memory_bytes: 128 * 1024 * 1024,
-            eager_tables: false,
+            eager_init: false,
         }
     }
 }
@@ -99,44 +99,71 @@ pub fn build_engine(config: &EngineConfig) -> Result<Engine, LoadError> {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .epoch_interruption(true)
-        .table_lazy_init(!config.eager_tables)
+        .table_lazy_init(!config.eager_init)
+        .memory_init_cow(!config.eager_init)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm).map_err(|e| LoadError::Engine(format!("{e:#}")))
 }
 
-/// Largest number of table entries (all of a component's core modules together) filled when an
-/// instance starts, see [`eager_tables`].
+/// Largest number of table entries (all of a component's core modules together), and of
+/// bytes of memory images, that an instance prepares when it starts (see [`StartSizes`]).
 const EAGER_TABLE_ELEMENTS: u64 = 1024;
+const EAGER_DATA_BYTES: u64 = 1 << 20;
 
-/// Whether instances of the component in `bytes` should have their function tables filled when
-/// they start: if its tables are small (a Rust component has about 130 entries).
+/// What decides how instances of a component start: the sizes of its core modules' function
+/// tables and memory images (data segments), all modules together.
 ///
-/// wasmtime fills a table entry on the first indirect call through it by default (a call into
-/// the runtime), which keeps instantiation cheap for large tables. But instances are started
-/// ahead of the objects that take them (`--spare-instances`), so filling the tables then moves
-/// that work off the first request's path: measured on the Rust game room (600 new objects at
-/// 100/s), the first event's guest call took 120-136 us at p50 instead of 154-203 us. A
-/// JavaScript, Python or Go component has 5,000-8,000 entries: filling them all costs each
-/// instance more memory (135 KiB for the JS game room) and slows instances started in a burst,
-/// so those keep the lazy filling.
-pub fn eager_tables(bytes: &[u8]) -> bool {
-    let mut elements = 0u64;
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        match payload {
-            Ok(wasmparser::Payload::TableSection(tables)) => {
-                for table in tables {
-                    match table {
-                        Ok(table) => elements = elements.saturating_add(table.ty.initial),
-                        Err(_) => return false,
+/// By default wasmtime fills a table entry on the first indirect call through it (a call into
+/// the runtime), and maps a memory's image copy-on-write, so the guest's first write to each
+/// page of it takes a page fault. Both keep instantiation cheap when tables and images are
+/// large. But instances are started ahead of the objects that take them (`--spare-instances`),
+/// so for a small component, filling the tables and copying the image at instantiation moves
+/// that work off the new object's first request. Measured on the Rust game room (about 130
+/// table entries), 600 new objects at 100/s, the first event's guest call at p50: 120-136 us
+/// with the tables filled against 154-203 us (4 alternating rounds), and 147-159 us with the
+/// image copied too against 167-201 us (8 rounds, on a slower spell of the machine); memory
+/// per live object unchanged (190 KiB). JavaScript, Python and Go components have 5,000-8,000
+/// table entries and MiBs of images: filling the tables alone cost the JS game room 135 KiB
+/// per instance and slowed instances started in a burst, so those keep wasmtime's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartSizes {
+    pub table_elements: u64,
+    pub data_bytes: u64,
+}
+
+impl StartSizes {
+    /// Reads the sizes from a component (or module); `None` if it cannot be read (loading it
+    /// then fails with the compiler's message).
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        let mut sizes = Self {
+            table_elements: 0,
+            data_bytes: 0,
+        };
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            match payload.ok()? {
+                wasmparser::Payload::TableSection(tables) => {
+                    for table in tables {
+                        let initial = table.ok()?.ty.initial;
+                        sizes.table_elements = sizes.table_elements.saturating_add(initial);
                     }
                 }
+                wasmparser::Payload::DataSection(segments) => {
+                    for segment in segments {
+                        let len = segment.ok()?.data.len() as u64;
+                        sizes.data_bytes = sizes.data_bytes.saturating_add(len);
+                    }
+                }
+                _ => {}
             }
-            Ok(_) => {}
-            // Not readable: loading it fails with the compiler's message.
-            Err(_) => return false,
         }
+        Some(sizes)
     }
-    elements <= EAGER_TABLE_ELEMENTS
+
+    /// Whether instances should fill their tables and copy their memory images when they
+    /// start ([`EngineConfig::eager_init`]).
+    pub fn eager(&self) -> bool {
+        self.table_elements <= EAGER_TABLE_ELEMENTS && self.data_bytes <= EAGER_DATA_BYTES
+    }
 }
 
 /// Work the epoch thread does on each tick, after advancing the epoch; `false` once it is no
@@ -398,21 +425,60 @@ fn link(engine: &Engine, component: &Component) -> Result<ObjectPre<ObjectState>
 mod tests {
     use super::*;
 
+    /// Unsigned LEB128, as wasm encodes sizes.
+    fn leb(mut n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                return out;
+            }
+        }
+    }
+
+    /// A module with one section `id` of `content`.
+    fn module(id: u8, content: &[u8]) -> Vec<u8> {
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        bytes.push(id);
+        bytes.extend(leb(content.len() as u64));
+        bytes.extend(content);
+        bytes
+    }
+
     #[test]
-    fn fills_only_small_tables_when_an_instance_starts() {
-        // A module of one funcref table of `min` entries (LEB128 bytes).
-        let module = |min: &[u8]| {
-            let mut bytes = b"\0asm\x01\0\0\0".to_vec();
-            bytes.extend([4, 3 + min.len() as u8, 1, 0x70, 0]);
-            bytes.extend(min);
-            bytes
+    fn only_small_components_start_eagerly() {
+        // One funcref table of `min` entries.
+        let table = |min: u64| module(4, &[&[1, 0x70, 0][..], &leb(min)].concat());
+        // One active data segment of `len` bytes at address 0.
+        let data = |len: u64| {
+            let bytes = vec![7u8; len as usize];
+            module(
+                11,
+                &[&[1, 0, 0x41, 0, 0x0b][..], &leb(len), &bytes].concat(),
+            )
         };
-        assert!(eager_tables(&module(&[10])));
-        assert!(eager_tables(&module(&[0x80, 0x08]))); // 1024
-        assert!(!eager_tables(&module(&[0x81, 0x08]))); // 1025
-        assert!(!eager_tables(&module(&[0x88, 0x27]))); // 5000
-        assert!(!eager_tables(b"\0asm\x01\0\0\0\x04\x09\x01"));
-        assert!(eager_tables(b"\0asm\x01\0\0\0"));
+        let eager = |bytes: &[u8]| StartSizes::read(bytes).is_some_and(|s| s.eager());
+        assert_eq!(
+            StartSizes::read(&table(5000)),
+            Some(StartSizes {
+                table_elements: 5000,
+                data_bytes: 0
+            })
+        );
+        assert!(eager(&table(10)));
+        assert!(eager(&table(1024)));
+        assert!(!eager(&table(1025)));
+        assert_eq!(
+            StartSizes::read(&data(100)).map(|s| s.data_bytes),
+            Some(100)
+        );
+        assert!(eager(&data(1 << 20)));
+        assert!(!eager(&data((1 << 20) + 1)));
+        assert!(eager(b"\0asm\x01\0\0\0"));
+        // Cut off in the middle of its table section.
+        assert_eq!(StartSizes::read(b"\0asm\x01\0\0\0\x04\x09\x01"), None);
     }
 
     #[test]

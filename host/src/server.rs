@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::alarm::{AlarmConfig, AlarmIndex, scheduler};
 use crate::engine::{
-    Class, EngineConfig, EpochTicker, LoadError, build_engine, eager_tables, read_component,
+    Class, EngineConfig, EpochTicker, LoadError, StartSizes, build_engine, read_component,
 };
 use crate::fetch::FetchPolicy;
 use crate::id::IdMinter;
@@ -95,15 +95,17 @@ impl Runtime {
                 .max_instances
                 .saturating_add(u32::try_from(config.spare_instances).unwrap_or(u32::MAX)),
             memory_bytes: config.limits.memory_bytes,
-            eager_tables: false,
+            eager_init: false,
         };
         let (path, name) = (config.component.clone(), config.class_name());
         let (engine, class) = tokio::task::spawn_blocking(move || {
             let bytes = read_component(&path)?;
-            engine_config.eager_tables = eager_tables(&bytes);
+            let sizes = StartSizes::read(&bytes);
+            engine_config.eager_init = sizes.is_some_and(|s| s.eager());
             tracing::debug!(
-                eager_tables = engine_config.eager_tables,
-                "function tables filled when an instance starts"
+                ?sizes,
+                eager = engine_config.eager_init,
+                "instances fill their tables and copy their memory images when they start"
             );
             let engine = build_engine(&engine_config)?;
             let class = Class::from_bytes(&engine, &path, &bytes, &name, Some(&cache_dir))?;
