@@ -105,7 +105,8 @@ impl Runtime {
             tracing::debug!(
                 ?sizes,
                 eager = engine_config.eager_init,
-                "instances fill their tables and copy their memory images when they start"
+                "component sizes read: if eager, instances fill their tables and copy their \
+                 memory images when they start"
             );
             let engine = build_engine(&engine_config)?;
             let class = Class::from_bytes(&engine, &path, &bytes, &name, Some(&cache_dir))?;
