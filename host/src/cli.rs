@@ -109,9 +109,9 @@ struct RunArgs {
     spare_databases: usize,
     /// Most spare databases kept made on disk (not open) behind the ready ones, so that a
     /// burst of new objects causes no file creation or sync while it lasts. The reserve grows
-    /// with use: up to as many as new objects were made since the start, made whenever new
-    /// objects pause for 5 ms, and kept across restarts. About 90 KiB of disk each, no open
-    /// files; 0 = none.
+    /// with use: up to as many as new objects were made since the start, made in pauses of new
+    /// objects (once the last one's first sync is done), and kept across restarts. About
+    /// 90 KiB of disk each, no open files; 0 = none.
     #[arg(long, default_value_t = 1024)]
     spare_reserve: usize,
     /// CPU time limit per event (e.g. 30s, 500ms).

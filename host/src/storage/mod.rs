@@ -248,6 +248,8 @@ pub struct SyncJob {
     /// An earlier sync of this database failed: this one fails too (see
     /// [`SqlStore::sync_error`]).
     failed: Option<String>,
+    /// Tells the spare thread, when the job is dropped, that a new object's first sync is done.
+    _first_sync: Option<Arc<spares::FirstSync>>,
 }
 
 impl SyncJob {
@@ -372,6 +374,8 @@ pub struct SqlStore {
     /// The files were renamed while this connection was open (a spare claimed by an object,
     /// see [`SqlStore::moved_to`]): SQLite still knows them by their old names.
     moved: bool,
+    /// A database made from a claimed spare, until its first sync (see [`spares::FirstSync`]).
+    first_sync: Option<Arc<spares::FirstSync>>,
     /// Metadata to write with the next commit (see [`SqlStore::defer_metas`]).
     deferred: Vec<(&'static str, String)>,
     /// Set when a sync failed. After a failed fsync Linux may report the next one as a
@@ -668,6 +672,7 @@ impl SqlStore {
             fresh_wal,
             sync_error: None,
             moved: false,
+            first_sync: None,
             deferred: Vec::new(),
             wal_file,
             db_file,
@@ -806,6 +811,7 @@ impl SqlStore {
             db,
             new_dirs: std::mem::take(&mut self.new_dirs),
             failed: self.sync_error.clone(),
+            _first_sync: self.first_sync.take(),
         }
     }
 

@@ -613,6 +613,11 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     let mut s = dbs.open(&id, None).unwrap();
     assert_eq!(dbs.spares_ready().0, 7);
     assert!(path.exists(), "the spare now is the object's directory");
+    assert_eq!(
+        dbs.first_syncs_pending(),
+        1,
+        "the thread's disk work waits for it"
+    );
     s.begin_event(None).unwrap();
     exec(&mut s, "CREATE TABLE t (a); INSERT INTO t VALUES (42)", &[]).unwrap();
     s.finish_event(true).unwrap();
@@ -622,6 +627,9 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
         "a spare's files and entries are already durable"
     );
     job.run().unwrap();
+    assert_eq!(dbs.first_syncs_pending(), 1, "until the job is dropped");
+    drop(job);
+    assert_eq!(dbs.first_syncs_pending(), 0);
     drop(s);
     // The connection followed the renamed files; closing it checkpointed and removed the WAL
     // at its new place, as SQLite's own close would have.
@@ -643,6 +651,7 @@ fn new_objects_take_a_spare_and_a_claimed_spare_left_behind_is_moved_into_place(
     assert_eq!(dbs.spares_ready().0, 7);
     let other = object_id("other room");
     drop(dbs.open(&other, Some("other room")).unwrap());
+    assert_eq!(dbs.first_syncs_pending(), 0, "closed without a sync");
     wait_for_spares(&dbs);
     wait_for_reserve(&dbs);
     assert_eq!(dbs.spares_in_reserve(), (2, 2), "two new objects came");
