@@ -170,7 +170,7 @@ struct Claims {
     /// The time between the last two.
     gap: Option<Duration>,
     /// Claimed spares whose databases have not had their first sync yet (see [`FirstSync`]).
-    unsynced: usize,
+    first_syncs: usize,
     /// The thread waits for those syncs: the last one wakes it.
     awaited: bool,
 }
@@ -184,9 +184,9 @@ impl Claims {
     /// See [`Spares::busy_for`].
     fn busy_for(&mut self, now: Instant, work: Duration) -> Option<Duration> {
         let since = now.saturating_duration_since(self.last?);
-        // Until the new objects' first syncs are done, at most QUIET: an object's first event
-        // may fail, and a database opened in place of a spare reports nothing.
-        if since < QUIET && self.unsynced > 0 {
+        // Until the new objects' first syncs are done, at most QUIET: a first event may fail
+        // and leave its object live without a sync.
+        if since < QUIET && self.first_syncs > 0 {
             self.awaited = true;
             return Some(QUIET - since);
         }
@@ -218,7 +218,7 @@ pub(super) struct FirstSync(Weak<Spares>);
 
 impl FirstSync {
     fn new(spares: &Arc<Spares>) -> Self {
-        spares.claims.lock().unwrap().unsynced += 1;
+        spares.claims.lock().unwrap().first_syncs += 1;
         Self(Arc::downgrade(spares))
     }
 }
@@ -230,8 +230,8 @@ impl Drop for FirstSync {
         };
         let wake = {
             let mut claims = spares.claims.lock().unwrap_or_else(|e| e.into_inner());
-            claims.unsynced = claims.unsynced.saturating_sub(1);
-            claims.unsynced == 0 && std::mem::take(&mut claims.awaited)
+            claims.first_syncs = claims.first_syncs.saturating_sub(1);
+            claims.first_syncs == 0 && std::mem::take(&mut claims.awaited)
         };
         if wake {
             spares.wake();
@@ -430,7 +430,7 @@ impl Databases {
     pub(super) fn first_syncs_pending(&self) -> usize {
         self.spares
             .as_ref()
-            .map_or(0, |s| s.claims.lock().unwrap().unsynced)
+            .map_or(0, |s| s.claims.lock().unwrap().first_syncs)
     }
 
     /// Spares ready now, and how many are kept.
@@ -1375,20 +1375,20 @@ mod tests {
         let mut claims = Claims::default();
         assert_eq!(claims.busy_for(t0, ms(2)), None, "no new objects yet");
         claims.note(t0);
-        claims.unsynced = 1;
+        claims.first_syncs = 1;
         assert_eq!(
             claims.busy_for(t0 + ms(3), ms(2)),
             Some(ms(2)),
             "within QUIET, its first sync not done"
         );
         assert!(claims.awaited, "the first sync wakes the thread");
-        claims.unsynced = 0;
+        claims.first_syncs = 0;
         assert_eq!(
             claims.busy_for(t0 + ms(3), ms(2)),
             None,
             "its first sync done"
         );
-        claims.unsynced = 1;
+        claims.first_syncs = 1;
         assert_eq!(
             claims.busy_for(t0 + ms(6), ms(2)),
             None,
