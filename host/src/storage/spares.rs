@@ -176,9 +176,11 @@ struct Claims {
 }
 
 impl Claims {
+    /// A claim now: its database's first sync is pending from here on (see [`FirstSync`]).
     fn note(&mut self, now: Instant) {
         self.gap = self.last.map(|last| now.saturating_duration_since(last));
         self.last = Some(now);
+        self.first_syncs += 1;
     }
 
     /// See [`Spares::busy_for`].
@@ -217,8 +219,8 @@ fn late(gap: Duration) -> Duration {
 pub(super) struct FirstSync(Weak<Spares>);
 
 impl FirstSync {
+    /// For a claim that [`Claims::note`] counted.
     fn new(spares: &Arc<Spares>) -> Self {
-        spares.claims.lock().unwrap().first_syncs += 1;
         Self(Arc::downgrade(spares))
     }
 }
@@ -663,8 +665,6 @@ impl Spares {
             }
             return Claim::Exists;
         }
-        // Counted before the claim is noted, so the thread never sees the claim without it.
-        let first_sync = FirstSync::new(self);
         let first_unsynced = match &result {
             Ok(dirs) => {
                 self.claims.lock().unwrap().note(Instant::now());
@@ -688,7 +688,7 @@ impl Spares {
             self.nudge.wake(left * 2 <= self.target, || self.wake());
         }
         match result {
-            Ok(_) => Claim::Taken(spare.store, first_sync),
+            Ok(_) => Claim::Taken(spare.store, FirstSync::new(self)),
             Err(e) => {
                 tracing::warn!(spare = %spare.dir.display(), "cannot use a spare database: {e}");
                 drop(spare.store);
@@ -1375,7 +1375,7 @@ mod tests {
         let mut claims = Claims::default();
         assert_eq!(claims.busy_for(t0, ms(2)), None, "no new objects yet");
         claims.note(t0);
-        claims.first_syncs = 1;
+        assert_eq!(claims.first_syncs, 1, "a claim awaits its first sync");
         assert_eq!(
             claims.busy_for(t0 + ms(3), ms(2)),
             Some(ms(2)),
