@@ -75,7 +75,10 @@ impl fmt::Debug for ObjectId {
 /// Mints and checks the IDs of one host (one key).
 #[derive(Clone)]
 pub struct IdMinter {
-    key: [u8; ID_LEN],
+    /// HMAC-SHA256 keyed with the host's key. Keying hashes two blocks (the padded key, inner
+    /// and outer); done once here, each ID's MAC starts from a copy (a name's ID takes two
+    /// MACs per request, and this CPU kind has no SHA instructions).
+    keyed: Hmac<Sha256>,
 }
 
 impl fmt::Debug for IdMinter {
@@ -87,7 +90,10 @@ impl fmt::Debug for IdMinter {
 impl IdMinter {
     /// A minter with an explicit key (tests, embedding).
     pub fn with_key(key: [u8; ID_LEN]) -> Self {
-        Self { key }
+        Self {
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(&key)
+                .expect("HMAC accepts keys of any length"),
+        }
     }
 
     /// Loads the key from `path`, creating it (random, mode 0600) if it does not exist.
@@ -104,7 +110,7 @@ impl IdMinter {
                         bytes.len()
                     )))
                 })?;
-                Ok(Self { key })
+                Ok(Self::with_key(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; ID_LEN];
@@ -112,7 +118,7 @@ impl IdMinter {
                 // Whole or not at all: a crash mid-write must not leave a short key, which
                 // would stop the host from starting.
                 crate::storage::write_durably(path, &key).map_err(err)?;
-                Ok(Self { key })
+                Ok(Self::with_key(key))
             }
             Err(e) => Err(err(e)),
         }
@@ -155,8 +161,7 @@ impl IdMinter {
 
     /// HMAC-SHA256 over length-prefixed parts, so ("ab","c") and ("a","bc") differ.
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         for part in parts {
             mac.update(&(part.len() as u64).to_le_bytes());
             mac.update(part);
