@@ -89,6 +89,8 @@ fn database_size_limit_gives_database_full_and_rolls_back_the_event() {
         )
         .results();
     assert_eq!(results[1]["err"]["kind"], "database-full", "{results:?}");
+    let message = results[1]["err"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("size limit"), "{message}");
     assert_eq!(
         count_rows(&host, "d", "t"),
         1,

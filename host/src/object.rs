@@ -451,6 +451,10 @@ impl LiveObject {
                         tracing::info!("event rolled back: the database reached its size limit");
                         (undone(reply, "the database reached its size limit"), false)
                     }
+                    Ok(EventEnd::RolledBackDiskFull) => (
+                        undone(reply, "the disk holding its database is full"),
+                        false,
+                    ),
                     Ok(EventEnd::RolledBack) => (
                         undone(reply, "its transaction was rolled back under it"),
                         false,

@@ -61,6 +61,11 @@ fn host_schema() -> String {
     )
 }
 
+/// Below this many free bytes on its file system, a statement's "database or disk is full"
+/// is taken for a full disk, not the object's size limit (SQLite reports both the same way;
+/// the file system may refuse a write with some blocks still free, kept for its metadata).
+const DISK_FULL_BELOW: u64 = 8 * 1024 * 1024;
+
 /// Finds what may tie the schema to the host's reserved namespace beyond the host's own tables
 /// (those of [`host_schema`]): objects named `_do_...` or on such a table, and foreign keys
 /// referencing a `_do_...` table. The authorizer cannot prevent these: `ALTER TABLE t RENAME
@@ -213,6 +218,9 @@ pub enum EventEnd {
     /// Rolled back although the handler succeeded, because a statement hit the database size
     /// limit during the event.
     RolledBackFull,
+    /// Rolled back although the handler succeeded, because a statement found the disk
+    /// holding the database full.
+    RolledBackDiskFull,
     /// Rolled back: the handler failed, or something rolled the transaction back under it
     /// (a storage error, a guest statement the host had to undo with the whole event).
     RolledBack,
@@ -356,10 +364,12 @@ pub struct SqlStore {
     deadline: Arc<AtomicU64>,
     config: StorageConfig,
     in_event: bool,
-    /// Set when the event must not commit: a statement hit the size limit (`full`), or the
-    /// transaction was rolled back under the event (see [`SqlStore::exec`]).
+    /// Set when the event must not commit: a statement hit the size limit (`full`), found
+    /// the disk full (`disk_full`), or the transaction was rolled back under the event (see
+    /// [`SqlStore::exec`]).
     doomed: bool,
     full: bool,
+    disk_full: bool,
     page_size: u64,
     path: PathBuf,
     /// Set by SQLite's WAL hook after every commit that wrote: the WAL holds commits that
@@ -665,6 +675,7 @@ impl SqlStore {
             in_event: false,
             doomed: false,
             full: false,
+            disk_full: false,
             page_size,
             path: path.to_path_buf(),
             unsynced,
@@ -718,6 +729,7 @@ impl SqlStore {
         self.in_event = true;
         self.doomed = false;
         self.full = false;
+        self.disk_full = false;
         Ok(())
     }
 
@@ -732,6 +744,8 @@ impl SqlStore {
             EventEnd::RolledBack
         } else if self.full {
             EventEnd::RolledBackFull
+        } else if self.disk_full {
+            EventEnd::RolledBackDiskFull
         } else if self.doomed {
             EventEnd::RolledBack
         } else {
@@ -885,24 +899,58 @@ impl SqlStore {
         }
         self.settle_ahead().map_err(ahead::settle_error)?;
         self.guest.set(true);
-        let result = self.exec_guest(query, params);
+        let mut result = self.exec_guest(query, params);
         self.guest.set(false);
         self.learn(query, params, result.is_ok());
-        if let Err(err) = &result {
-            if matches!(err, SqlError::DatabaseFull(_)) {
-                self.doomed = true;
-                self.full = true;
-            }
-            // Some errors (full disk, out of memory) make SQLite roll the whole transaction
-            // back. Keep the event inside a transaction, and never commit what is left of it.
-            if self.in_event && self.conn.is_autocommit() {
-                self.doomed = true;
-                if let Err(e) = self.conn.execute_batch("BEGIN") {
-                    tracing::warn!("cannot restart the event transaction: {e}");
+        if let Err(SqlError::DatabaseFull(message)) = &mut result {
+            self.doomed = true;
+            // SQLite reports the size limit and the OS's "no space left" the same way.
+            match self.disk_free() {
+                Some(free) if free < DISK_FULL_BELOW => {
+                    self.disk_full = true;
+                    tracing::warn!(path = %self.path.display(), "a guest statement failed: the file system holding the database is full ({free} bytes free)");
+                    message.push_str(&format!(
+                        ": the disk holding the object's database is full ({free} bytes free)"
+                    ));
+                }
+                _ => {
+                    self.full = true;
+                    message.push_str(": the object's database reached its size limit");
                 }
             }
         }
+        // Some errors (full disk, out of memory) make SQLite roll the whole transaction back.
+        // Keep the event inside a transaction, and never commit what is left of it.
+        if result.is_err() && self.in_event && self.conn.is_autocommit() {
+            self.doomed = true;
+            if let Err(e) = self.conn.execute_batch("BEGIN") {
+                tracing::warn!("cannot restart the event transaction: {e}");
+            }
+        }
         result
+    }
+
+    /// Bytes free for this process on the file system holding the database, if known.
+    fn disk_free(&self) -> Option<u64> {
+        let dir = self.path.parent()?;
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is a NUL-terminated string and `stat` is written by the call.
+        if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: the call succeeded, so it filled `stat`.
+        let stat = unsafe { stat.assume_init() };
+        // Root may use the blocks ext4 reserves; others may not.
+        // SAFETY: `geteuid` has no preconditions.
+        let blocks = if unsafe { libc::geteuid() } == 0 {
+            stat.f_bfree
+        } else {
+            stat.f_bavail
+        };
+        // Both are 64 bits wide on 64-bit Linux, narrower on some 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        Some(u64::from(blocks).saturating_mul(u64::from(stat.f_frsize)))
     }
 
     /// One of the host's statements, from the statement cache. The only way the host takes a
@@ -1445,9 +1493,8 @@ fn sql_error(err: rusqlite::Error) -> SqlError {
     };
     match code {
         ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch => SqlError::Constraint(message),
-        ErrorCode::DiskFull => SqlError::DatabaseFull(format!(
-            "{message}: the object's database reached its size limit"
-        )),
+        // Which of the size limit and a full disk it was is added by `SqlStore::exec`.
+        ErrorCode::DiskFull => SqlError::DatabaseFull(message),
         ErrorCode::TooBig => SqlError::TooBig(message),
         ErrorCode::AuthorizationForStatementDenied => SqlError::AccessDenied(message),
         ErrorCode::ParameterOutOfRange => SqlError::InvalidArgument(message),
