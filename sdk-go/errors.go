@@ -25,8 +25,9 @@ const (
 	SQLSyntax SQLErrorKind = "syntax"
 	// A UNIQUE, NOT NULL, CHECK, PRIMARY KEY or FOREIGN KEY constraint failed.
 	SQLConstraint SQLErrorKind = "constraint"
-	// The database reached the object's size limit; this event's writes will be rolled back
-	// even if the handler succeeds.
+	// The database reached the object's size limit, or the disk holding it is full (the
+	// message says which); this event's writes will be rolled back even if the handler
+	// succeeds.
 	SQLDatabaseFull SQLErrorKind = "database-full"
 	// A value, statement or result is larger than the host allows.
 	SQLTooBig SQLErrorKind = "too-big"

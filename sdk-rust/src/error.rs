@@ -142,8 +142,9 @@ message_error! {
         Syntax => "SQL syntax error",
         /// A UNIQUE, NOT NULL, CHECK, PRIMARY KEY or FOREIGN KEY constraint failed.
         Constraint => "SQL constraint failed",
-        /// The database reached the object's size limit; this event's writes will be rolled
-        /// back even if the handler succeeds.
+        /// The database reached the object's size limit, or the disk holding it is full (the
+        /// message says which); this event's writes will be rolled back even if the handler
+        /// succeeds.
         DatabaseFull => "database full",
         /// A value, statement or result is larger than the host allows.
         TooBig => "SQL value too big",

@@ -83,8 +83,9 @@ const (
 	SqlError_Syntax uint8 = 0
 	// A UNIQUE, NOT NULL, CHECK, PRIMARY KEY or FOREIGN KEY constraint failed.
 	SqlError_Constraint uint8 = 1
-	// The database reached the object's size limit; the current event's writes will be
-	// rolled back when the event ends, even if the handler succeeds.
+	// The database reached the object's size limit, or the disk holding it is full (the
+	// message says which); the current event's writes will be rolled back when the event
+	// ends, even if the handler succeeds.
 	SqlError_DatabaseFull uint8 = 2
 	// A value, statement or result is larger than the host allows.
 	SqlError_TooBig uint8 = 3
