@@ -66,6 +66,15 @@ fn host_schema() -> String {
 /// the file system may refuse a write with some blocks still free, kept for its metadata).
 const DISK_FULL_BELOW: u64 = 8 * 1024 * 1024;
 
+/// Which "database or disk is full" a statement of the event met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Full {
+    /// The object's size limit (`max_page_count`).
+    SizeLimit,
+    /// The file system holding the database (see [`DISK_FULL_BELOW`]).
+    Disk,
+}
+
 /// Finds what may tie the schema to the host's reserved namespace beyond the host's own tables
 /// (those of [`host_schema`]): objects named `_do_...` or on such a table, and foreign keys
 /// referencing a `_do_...` table. The authorizer cannot prevent these: `ALTER TABLE t RENAME
@@ -364,12 +373,10 @@ pub struct SqlStore {
     deadline: Arc<AtomicU64>,
     config: StorageConfig,
     in_event: bool,
-    /// Set when the event must not commit: a statement hit the size limit (`full`), found
-    /// the disk full (`disk_full`), or the transaction was rolled back under the event (see
-    /// [`SqlStore::exec`]).
+    /// Set when the event must not commit: a statement found the database or its disk
+    /// `full`, or the transaction was rolled back under the event (see [`SqlStore::exec`]).
     doomed: bool,
-    full: bool,
-    disk_full: bool,
+    full: Option<Full>,
     page_size: u64,
     path: PathBuf,
     /// Set by SQLite's WAL hook after every commit that wrote: the WAL holds commits that
@@ -674,8 +681,7 @@ impl SqlStore {
             config: config.clone(),
             in_event: false,
             doomed: false,
-            full: false,
-            disk_full: false,
+            full: None,
             page_size,
             path: path.to_path_buf(),
             unsynced,
@@ -728,8 +734,7 @@ impl SqlStore {
         }
         self.in_event = true;
         self.doomed = false;
-        self.full = false;
-        self.disk_full = false;
+        self.full = None;
         Ok(())
     }
 
@@ -742,10 +747,11 @@ impl SqlStore {
         self.in_event = false;
         let end = if !commit {
             EventEnd::RolledBack
-        } else if self.full {
-            EventEnd::RolledBackFull
-        } else if self.disk_full {
-            EventEnd::RolledBackDiskFull
+        } else if let Some(full) = self.full {
+            match full {
+                Full::SizeLimit => EventEnd::RolledBackFull,
+                Full::Disk => EventEnd::RolledBackDiskFull,
+            }
         } else if self.doomed {
             EventEnd::RolledBack
         } else {
@@ -907,14 +913,15 @@ impl SqlStore {
             // SQLite reports the size limit and the OS's "no space left" the same way.
             match self.disk_free() {
                 Some(free) if free < DISK_FULL_BELOW => {
-                    self.disk_full = true;
+                    // If an earlier statement of the event hit the size limit, that stays the reason.
+                    self.full.get_or_insert(Full::Disk);
                     tracing::warn!(path = %self.path.display(), "a guest statement failed: the file system holding the database is full ({free} bytes free)");
                     message.push_str(&format!(
                         ": the disk holding the object's database is full ({free} bytes free)"
                     ));
                 }
                 _ => {
-                    self.full = true;
+                    self.full = Some(Full::SizeLimit);
                     message.push_str(": the object's database reached its size limit");
                 }
             }
