@@ -15,8 +15,8 @@
 //! Modules: [`loadgen`] (connections, closed loop / fixed rate, coordinated-omission
 //! correction), [`stats`] (exact percentiles), [`peers`] (starting and stopping the servers),
 //! [`floor`] (the floor server), [`scenarios`] (what is measured), [`report`] (the table),
-//! [`syncs`] (counting each peer's fsyncs), [`machine`] and [`workspace`] (what machine,
-//! which builds).
+//! [`syncs`] (counting each peer's fsyncs), [`usage`] (each peer's CPU time and the machine's
+//! steal), [`machine`] and [`workspace`] (what machine, which builds).
 
 pub mod floor;
 pub mod loadgen;
@@ -26,4 +26,5 @@ pub mod report;
 pub mod scenarios;
 pub mod stats;
 pub mod syncs;
+pub mod usage;
 pub mod workspace;

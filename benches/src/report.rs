@@ -129,6 +129,42 @@ impl Results {
     }
 }
 
+/// Steal (share of the machine's CPU time the hypervisor gave to something else) at or above
+/// this in a measurement is named in the summary: the figures of that measurement are of a
+/// slower machine.
+const STEAL_WORTH_NAMING: f64 = 0.05;
+
+/// One line on the machine's stolen CPU time during the timed measurements (`what` and share
+/// of each), or `None` if none was watched.
+pub fn steal_summary(steal: &[(String, f64)]) -> Option<String> {
+    let most = steal
+        .iter()
+        .map(|(_, s)| *s)
+        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))))?;
+    let named: Vec<String> = steal
+        .iter()
+        .filter(|(_, s)| *s >= STEAL_WORTH_NAMING)
+        .map(|(what, s)| format!("{what} {:.0}%", s * 100.0))
+        .collect();
+    Some(if named.is_empty() {
+        format!(
+            "machine steal (CPU time the hypervisor gave elsewhere) during the timed \
+             measurements: at most {:.0}%",
+            most * 100.0
+        )
+    } else {
+        format!(
+            "machine steal (CPU time the hypervisor gave elsewhere) during the timed \
+             measurements: {:.0}% or more in {} of {} ({}); their figures are of a slower \
+             machine, and CPU per request is the figure to compare",
+            STEAL_WORTH_NAMING * 100.0,
+            named.len(),
+            steal.len(),
+            named.join(", ")
+        )
+    })
+}
+
 fn width(s: &str) -> usize {
     s.chars().count()
 }

@@ -15,6 +15,7 @@ use crate::loadgen::{self, Amount, Load, LoadReport, Pacing, PlannedRequest, Req
 use crate::peers::{Binaries, Peer, PeerKind, PeerSettings};
 use crate::stats::{fmt_duration, fmt_rate};
 use crate::syncs::SyncCounter;
+use crate::usage::{Usage, UsageProbe};
 
 /// The knobs of a run (see `e2e --help` for their defaults).
 #[derive(Clone, Debug)]
@@ -85,12 +86,29 @@ impl Scenario {
     pub fn metrics(self) -> &'static [Metric] {
         use Metric::*;
         match self {
-            Scenario::WarmRead => &[WarmReadThroughput, WarmReadP50, WarmReadP99, WarmReadP999],
-            Scenario::WriteOneRoom => {
-                &[WriteOneThroughput, WriteOneP50, WriteOneP99, WriteOneSyncs]
-            }
-            Scenario::WriteSpread => &[SpreadThroughput, SpreadP99, SpreadSyncs],
-            Scenario::ColdStart => &[ColdPacedP50, ColdPacedP99, ColdP50, ColdP99, ColdSyncs],
+            Scenario::WarmRead => &[
+                WarmReadThroughput,
+                WarmReadCpu,
+                WarmReadP50,
+                WarmReadP99,
+                WarmReadP999,
+            ],
+            Scenario::WriteOneRoom => &[
+                WriteOneThroughput,
+                WriteOneP50,
+                WriteOneP99,
+                WriteOneCpu,
+                WriteOneSyncs,
+            ],
+            Scenario::WriteSpread => &[SpreadThroughput, SpreadP99, SpreadCpu, SpreadSyncs],
+            Scenario::ColdStart => &[
+                ColdPacedP50,
+                ColdPacedP99,
+                ColdP50,
+                ColdP99,
+                ColdCpu,
+                ColdSyncs,
+            ],
             Scenario::Reactivation => &[ReactivationP50, ReactivationP99],
             Scenario::Memory => &[MemoryPerObject],
         }
@@ -115,26 +133,32 @@ pub enum Unit {
     Kib,
     /// A plain number (syncs per request).
     Count,
+    /// CPU seconds (per request).
+    Cpu,
 }
 
 /// One row of the results table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Metric {
     WarmReadThroughput,
+    WarmReadCpu,
     WarmReadP50,
     WarmReadP99,
     WarmReadP999,
     WriteOneThroughput,
     WriteOneP50,
     WriteOneP99,
+    WriteOneCpu,
     WriteOneSyncs,
     SpreadThroughput,
     SpreadP99,
+    SpreadCpu,
     SpreadSyncs,
     ColdPacedP50,
     ColdPacedP99,
     ColdP50,
     ColdP99,
+    ColdCpu,
     ColdSyncs,
     ReactivationP50,
     ReactivationP99,
@@ -142,22 +166,26 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 23] = [
         Metric::WarmReadThroughput,
+        Metric::WarmReadCpu,
         Metric::WarmReadP50,
         Metric::WarmReadP99,
         Metric::WarmReadP999,
         Metric::WriteOneThroughput,
         Metric::WriteOneP50,
         Metric::WriteOneP99,
+        Metric::WriteOneCpu,
         Metric::WriteOneSyncs,
         Metric::SpreadThroughput,
         Metric::SpreadP99,
+        Metric::SpreadCpu,
         Metric::SpreadSyncs,
         Metric::ColdPacedP50,
         Metric::ColdPacedP99,
         Metric::ColdP50,
         Metric::ColdP99,
+        Metric::ColdCpu,
         Metric::ColdSyncs,
         Metric::ReactivationP50,
         Metric::ReactivationP99,
@@ -171,6 +199,9 @@ impl Metric {
             }
             Metric::MemoryPerObject => Unit::Kib,
             Metric::WriteOneSyncs | Metric::SpreadSyncs | Metric::ColdSyncs => Unit::Count,
+            Metric::WarmReadCpu | Metric::WriteOneCpu | Metric::SpreadCpu | Metric::ColdCpu => {
+                Unit::Cpu
+            }
             _ => Unit::Latency,
         }
     }
@@ -178,7 +209,7 @@ impl Metric {
     pub fn better(self) -> Better {
         match self.unit() {
             Unit::Rate => Better::Higher,
-            Unit::Latency | Unit::Kib | Unit::Count => Better::Lower,
+            Unit::Latency | Unit::Kib | Unit::Count | Unit::Cpu => Better::Lower,
         }
     }
 
@@ -188,17 +219,23 @@ impl Metric {
         let rate = fmt_rate(o.rate);
         match self {
             Metric::WarmReadThroughput => format!("warm read, {c} conns closed loop: req/s"),
+            Metric::WarmReadCpu => "warm read, closed loop: server CPU per request".into(),
             Metric::WarmReadP50 => format!("warm read at {rate} (CO-corrected): p50"),
             Metric::WarmReadP99 => format!("warm read at {rate} (CO-corrected): p99"),
             Metric::WarmReadP999 => format!("warm read at {rate} (CO-corrected): p99.9"),
             Metric::WriteOneThroughput => format!("durable write, 1 room, {c} conns: req/s"),
             Metric::WriteOneP50 => format!("durable write, 1 room, {c} conns: p50"),
             Metric::WriteOneP99 => format!("durable write, 1 room, {c} conns: p99"),
+            Metric::WriteOneCpu => "durable write, 1 room: server CPU per request".into(),
             Metric::WriteOneSyncs => "durable write, 1 room: file syncs per request".into(),
             Metric::SpreadThroughput => {
                 format!("writes over {} rooms, {c} conns: req/s", o.spread_rooms)
             }
             Metric::SpreadP99 => format!("writes over {} rooms, {c} conns: p99", o.spread_rooms),
+            Metric::SpreadCpu => format!(
+                "writes over {} rooms: server CPU per request",
+                o.spread_rooms
+            ),
             Metric::SpreadSyncs => {
                 format!(
                     "writes over {} rooms: file syncs per request",
@@ -223,6 +260,7 @@ impl Metric {
             Metric::ColdP99 => {
                 format!("first request, {} new rooms back to back: p99", o.new_rooms)
             }
+            Metric::ColdCpu => "first request to a new room: server CPU".into(),
             Metric::ColdSyncs => "first request to a new room: file syncs".into(),
             Metric::ReactivationP50 => {
                 format!("re-activation, {} evicted rooms: p50", o.reactivated_rooms)
@@ -241,6 +279,7 @@ impl Metric {
             Unit::Latency => fmt_duration(Duration::from_secs_f64(value.max(0.0))),
             Unit::Kib => format!("{value:.0} KiB"),
             Unit::Count => format!("{value:.2}"),
+            Unit::Cpu => fmt_duration(Duration::from_secs_f64(value.max(0.0))),
         }
     }
 }
@@ -251,6 +290,8 @@ pub struct PeerResult {
     pub values: Vec<(Metric, f64)>,
     /// One or more human-readable lines with everything measured.
     pub detail: String,
+    /// The machine's stolen CPU time (share) during each timed measurement, by measurement.
+    pub steal: Vec<(&'static str, f64)>,
 }
 
 /// Runs scenarios against peers.
@@ -331,40 +372,35 @@ impl Runner<'_> {
     }
 
     /// A timed closed-loop load of `plan` on all connections, which must succeed throughout,
-    /// with the file syncs per request when `--count-syncs` is on.
-    async fn closed_loop_writes(
+    /// with what the peer spent on it (see [`Runner::watch_timed`]).
+    async fn closed_loop(
         &self,
         peer: &Peer,
         work: &std::path::Path,
         plan: RequestPlan,
         what: &str,
-    ) -> anyhow::Result<(LoadReport, Option<f64>)> {
-        let counting = self.count_timed(peer, work);
+    ) -> anyhow::Result<(LoadReport, Costs)> {
+        let watching = self.watch_timed(peer, work);
         let load = self.timed(self.options.connections, Pacing::ClosedLoop);
         let report = loadgen::run(peer.addr, load, plan).await?;
-        let syncs = syncs_per_request(counting, &report).await;
+        let watched = watching.await.unwrap_or_default();
         report.require_clean(what)?;
-        Ok((report, syncs))
+        let costs = Costs::of(watched, &report);
+        Ok((report, costs))
     }
 
-    /// With `--count-syncs`: counts `peer`'s file syncs during the measured window of a timed
-    /// load that starts now.
-    fn count_timed(
-        &self,
-        peer: &Peer,
-        work: &std::path::Path,
-    ) -> Option<tokio::task::JoinHandle<Option<u64>>> {
-        if !self.options.count_syncs {
-            return None;
-        }
+    /// Watches `peer` during the measured window of a timed load that starts now: its CPU
+    /// time and the machine's steal, and with `--count-syncs` its file syncs.
+    fn watch_timed(&self, peer: &Peer, work: &std::path::Path) -> tokio::task::JoinHandle<Watched> {
         let (pid, work) = (peer.pid(), work.to_path_buf());
         let (warmup, measure) = (self.options.warmup, self.options.measure);
-        Some(tokio::spawn(async move {
+        let count_syncs = self.options.count_syncs;
+        tokio::spawn(async move {
             tokio::time::sleep(warmup).await;
-            let counter = SyncCounter::start(pid, &work)?;
+            let watch = Watch::start(pid, &work, count_syncs);
             tokio::time::sleep(measure).await;
-            counter.finish().await
-        }))
+            watch.finish().await
+        })
     }
 
     /// Settings for a scenario that keeps `wanted` objects live: a cap above it, so nothing
@@ -384,13 +420,9 @@ impl Runner<'_> {
         let peer = self.start(kind, PeerSettings::default(), work).await?;
         setup(&peer, join("bench", 0)).await?;
         let plan: RequestPlan = Arc::new(|_| PlannedRequest::get("/bench/count"));
-        let mut closed = loadgen::run(
-            peer.addr,
-            self.timed(self.options.connections, Pacing::ClosedLoop),
-            plan.clone(),
-        )
-        .await?;
-        closed.require_clean("warm read, closed loop")?;
+        let (mut closed, costs) = self
+            .closed_loop(&peer, work, plan.clone(), "warm read, closed loop")
+            .await?;
         let mut fixed = loadgen::run(
             peer.addr,
             self.timed(
@@ -403,18 +435,24 @@ impl Runner<'_> {
         fixed.require_clean("warm read, fixed rate")?;
         peer.stop().await?;
         let detail = format!(
-            "closed loop: {} ({}); at {}: {}, unsent {}",
+            "closed loop: {} ({}){}; at {}: {}, unsent {}",
             fmt_rate(closed.throughput()),
             closed.latencies.summary(),
+            costs.describe(),
             fmt_rate(self.options.rate),
             fixed.latencies.summary(),
             fixed.unsent,
         );
         let mut values = vec![(Metric::WarmReadThroughput, closed.throughput())];
+        values.extend(costs.cpu_value(Metric::WarmReadCpu));
         push_quantile(&mut values, Metric::WarmReadP50, &mut fixed, 0.5);
         push_quantile(&mut values, Metric::WarmReadP99, &mut fixed, 0.99);
         push_quantile(&mut values, Metric::WarmReadP999, &mut fixed, 0.999);
-        Ok(PeerResult { values, detail })
+        Ok(PeerResult {
+            values,
+            detail,
+            steal: costs.steal_of("warm read, closed loop"),
+        })
     }
 
     async fn write_one_room(
@@ -426,21 +464,26 @@ impl Runner<'_> {
         setup(&peer, join("bench", 0)).await?;
         // 1,000 distinct players: the table stays small, most joins replace a row.
         let plan: RequestPlan = Arc::new(|i| join("bench", i % 1000));
-        let (mut report, syncs) = self
-            .closed_loop_writes(&peer, work, plan, "durable write, one room")
+        let (mut report, costs) = self
+            .closed_loop(&peer, work, plan, "durable write, one room")
             .await?;
         peer.stop().await?;
         let detail = format!(
             "{} ({}){}",
             fmt_rate(report.throughput()),
             report.latencies.summary(),
-            describe_syncs(syncs)
+            costs.describe()
         );
         let mut values = vec![(Metric::WriteOneThroughput, report.throughput())];
         push_quantile(&mut values, Metric::WriteOneP50, &mut report, 0.5);
         push_quantile(&mut values, Metric::WriteOneP99, &mut report, 0.99);
-        values.extend(syncs.map(|s| (Metric::WriteOneSyncs, s)));
-        Ok(PeerResult { values, detail })
+        values.extend(costs.cpu_value(Metric::WriteOneCpu));
+        values.extend(costs.syncs.map(|s| (Metric::WriteOneSyncs, s)));
+        Ok(PeerResult {
+            values,
+            detail,
+            steal: costs.steal_of("durable write, one room"),
+        })
     }
 
     async fn write_spread(
@@ -457,21 +500,26 @@ impl Runner<'_> {
         // Consecutive requests go to rooms far apart, so the connections rarely share one.
         let plan: RequestPlan =
             Arc::new(move |i| join(&format!("room-{}", i.wrapping_mul(7919) % rooms), i % 100));
-        let (mut report, syncs) = self
-            .closed_loop_writes(&peer, work, plan, "writes over many rooms")
+        let (mut report, costs) = self
+            .closed_loop(&peer, work, plan, "writes over many rooms")
             .await?;
         peer.stop().await?;
         let detail = format!(
             "{} ({}){}; creating the {rooms} rooms first took {}",
             fmt_rate(report.throughput()),
             report.latencies.summary(),
-            describe_syncs(syncs),
+            costs.describe(),
             fmt_duration(created.elapsed)
         );
         let mut values = vec![(Metric::SpreadThroughput, report.throughput())];
         push_quantile(&mut values, Metric::SpreadP99, &mut report, 0.99);
-        values.extend(syncs.map(|s| (Metric::SpreadSyncs, s)));
-        Ok(PeerResult { values, detail })
+        values.extend(costs.cpu_value(Metric::SpreadCpu));
+        values.extend(costs.syncs.map(|s| (Metric::SpreadSyncs, s)));
+        Ok(PeerResult {
+            values,
+            detail,
+            steal: costs.steal_of("writes over many rooms"),
+        })
     }
 
     async fn cold_start(
@@ -519,21 +567,14 @@ impl Runner<'_> {
         // Back to back: the next new room as soon as the last one answered, a burst that
         // also measures how fast a peer can create objects.
         let plan: RequestPlan = Arc::new(|i| join(&format!("new-{i}"), 0));
-        let counter = if self.options.count_syncs {
-            SyncCounter::start(peer.pid(), work)
-        } else {
-            None
-        };
-        if counter.is_some() {
+        let watch = Watch::start(peer.pid(), work, self.options.count_syncs);
+        if watch.syncs.is_some() {
             // perf needs a moment to attach.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         // One connection: each figure is one activation alone, as a client sees it.
         let mut report = batch(&peer, rooms, 1, plan).await?;
-        let syncs = match counter {
-            Some(counter) => per_request(counter.finish().await, &report),
-            None => None,
-        };
+        let costs = Costs::of(watch.finish().await, &report);
         report.require_clean("first requests to new rooms")?;
         peer.stop().await?;
         let detail = format!(
@@ -543,15 +584,20 @@ impl Runner<'_> {
             paced.unsent,
             fmt_rate(report.throughput()),
             report.latencies.summary(),
-            describe_syncs(syncs)
+            costs.describe()
         );
         let mut values = Vec::new();
         push_quantile(&mut values, Metric::ColdPacedP50, &mut paced, 0.5);
         push_quantile(&mut values, Metric::ColdPacedP99, &mut paced, 0.99);
         push_quantile(&mut values, Metric::ColdP50, &mut report, 0.5);
         push_quantile(&mut values, Metric::ColdP99, &mut report, 0.99);
-        values.extend(syncs.map(|s| (Metric::ColdSyncs, s)));
-        Ok(PeerResult { values, detail })
+        values.extend(costs.cpu_value(Metric::ColdCpu));
+        values.extend(costs.syncs.map(|s| (Metric::ColdSyncs, s)));
+        Ok(PeerResult {
+            values,
+            detail,
+            steal: costs.steal_of("new rooms back to back"),
+        })
     }
 
     async fn reactivation(
@@ -595,18 +641,25 @@ impl Runner<'_> {
             format!("evicted by a live cap of {cap}")
         };
         let plan: RequestPlan = Arc::new(|i| PlannedRequest::get(format!("/re-{i}/count")));
+        let watch = Watch::start(peer.pid(), work, false);
         let mut report = batch(&peer, rooms, 1, plan).await?;
+        let costs = Costs::of(watch.finish().await, &report);
         report.require_clean("re-activating rooms")?;
         peer.stop().await?;
         let detail = format!(
-            "{rooms} rooms ({how}), one at a time: {} ({})",
+            "{rooms} rooms ({how}), one at a time: {} ({}){}",
             fmt_rate(report.throughput()),
-            report.latencies.summary()
+            report.latencies.summary(),
+            costs.describe()
         );
         let mut values = Vec::new();
         push_quantile(&mut values, Metric::ReactivationP50, &mut report, 0.5);
         push_quantile(&mut values, Metric::ReactivationP99, &mut report, 0.99);
-        Ok(PeerResult { values, detail })
+        Ok(PeerResult {
+            values,
+            detail,
+            steal: costs.steal_of("re-activation"),
+        })
     }
 
     async fn memory(&self, kind: PeerKind, work: &std::path::Path) -> anyhow::Result<PeerResult> {
@@ -637,6 +690,7 @@ impl Runner<'_> {
         Ok(PeerResult {
             values: vec![(Metric::MemoryPerObject, per_object)],
             detail,
+            steal: Vec::new(),
         })
     }
 }
@@ -682,23 +736,88 @@ async fn batch(
     .await
 }
 
-async fn syncs_per_request(
-    counting: Option<tokio::task::JoinHandle<Option<u64>>>,
-    report: &LoadReport,
-) -> Option<f64> {
-    let syncs = counting?.await.ok()??;
-    per_request(Some(syncs), report)
+/// Watches a peer during a measurement: its CPU time and the machine's steal (see
+/// [`crate::usage`]), and with `--count-syncs` its file syncs.
+struct Watch {
+    usage: Option<UsageProbe>,
+    syncs: Option<SyncCounter>,
 }
 
-fn per_request(syncs: Option<u64>, report: &LoadReport) -> Option<f64> {
-    let syncs = syncs?;
-    (report.ok > 0).then(|| syncs as f64 / report.ok as f64)
+impl Watch {
+    fn start(pid: u32, work: &std::path::Path, count_syncs: bool) -> Self {
+        Self {
+            syncs: count_syncs.then(|| SyncCounter::start(pid, work)).flatten(),
+            usage: UsageProbe::start(pid),
+        }
+    }
+
+    async fn finish(self) -> Watched {
+        let usage = self.usage.and_then(UsageProbe::finish);
+        let syncs = match self.syncs {
+            Some(counter) => counter.finish().await,
+            None => None,
+        };
+        Watched { usage, syncs }
+    }
 }
 
-fn describe_syncs(syncs: Option<f64>) -> String {
-    syncs
-        .map(|s| format!(", {s:.2} file syncs per request"))
-        .unwrap_or_default()
+/// What a [`Watch`] saw.
+#[derive(Default)]
+struct Watched {
+    usage: Option<Usage>,
+    syncs: Option<u64>,
+}
+
+/// A measurement's costs, per request answered.
+#[derive(Clone, Copy, Debug, Default)]
+struct Costs {
+    syncs: Option<f64>,
+    cpu: Option<Duration>,
+    /// The peer's CPU time over wall time (cores busy).
+    cores: Option<f64>,
+    steal: Option<f64>,
+}
+
+impl Costs {
+    fn of(watched: Watched, report: &LoadReport) -> Self {
+        let requests = report.ok;
+        Self {
+            syncs: watched
+                .syncs
+                .filter(|_| requests > 0)
+                .map(|s| s as f64 / requests as f64),
+            cpu: watched.usage.and_then(|u| u.per_request(requests)),
+            cores: watched.usage.map(|u| u.cores),
+            steal: watched.usage.map(|u| u.steal),
+        }
+    }
+
+    fn cpu_value(&self, metric: Metric) -> Option<(Metric, f64)> {
+        self.cpu.map(|cpu| (metric, cpu.as_secs_f64()))
+    }
+
+    fn steal_of(&self, what: &'static str) -> Vec<(&'static str, f64)> {
+        self.steal.map(|s| (what, s)).into_iter().collect()
+    }
+
+    /// `, server CPU 123us per request (0.91 cores), machine steal 2%, 0.06 file syncs per
+    /// request`.
+    fn describe(&self) -> String {
+        let mut text = String::new();
+        if let (Some(cpu), Some(cores)) = (self.cpu, self.cores) {
+            text.push_str(&format!(
+                ", server CPU {} per request ({cores:.2} cores)",
+                fmt_duration(cpu)
+            ));
+        }
+        if let Some(steal) = self.steal {
+            text.push_str(&format!(", machine steal {:.0}%", steal * 100.0));
+        }
+        if let Some(syncs) = self.syncs {
+            text.push_str(&format!(", {syncs:.2} file syncs per request"));
+        }
+        text
+    }
 }
 
 fn push_quantile(values: &mut Vec<(Metric, f64)>, metric: Metric, report: &mut LoadReport, q: f64) {

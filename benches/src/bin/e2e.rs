@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use dohost_benches::floor::{self, FloorConfig};
 use dohost_benches::machine::Machine;
 use dohost_benches::peers::{Binaries, PeerKind};
-use dohost_benches::report::{Outcome, Results, durability_notes};
+use dohost_benches::report::{Outcome, Results, durability_notes, steal_summary};
 use dohost_benches::scenarios::{Metric, Options, Runner, Scenario};
 use dohost_benches::workspace::{Workspace, version_line};
 
@@ -196,6 +196,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         scratch: scratch.clone(),
     };
     let started = std::time::Instant::now();
+    let mut steal = Vec::new();
     for scenario in &scenarios {
         println!("\n== {}", scenario.name());
         for peer in &runnable {
@@ -203,6 +204,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             match outcome {
                 Ok(result) => {
                     println!("  {:<12} {}", peer.label(), result.detail);
+                    for (what, share) in result.steal {
+                        steal.push((format!("{what}, {}", peer.label()), share));
+                    }
                     for (metric, value) in result.values {
                         results.set(metric, *peer, Outcome::Measured(value));
                     }
@@ -246,6 +250,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("  {who}: {what}");
     }
     println!("\n{}", results.table(&options, false));
+    let steal = steal_summary(&steal);
+    if let Some(line) = &steal {
+        println!("{line}");
+    }
     for problem in results.problems() {
         println!("{problem}");
     }
@@ -262,6 +270,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         md.push('\n');
         md.push_str(&results.table(&options, true));
+        if let Some(line) = &steal {
+            md.push_str(&format!("\n{line}\n"));
+        }
         std::fs::write(path, md).with_context(|| format!("cannot write {}", path.display()))?;
         println!("(also written to {})", path.display());
     }
