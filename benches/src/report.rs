@@ -144,7 +144,7 @@ pub fn steal_summary(steal: &[(String, f64)]) -> Option<String> {
     let named: Vec<String> = steal
         .iter()
         .filter(|(_, s)| *s >= STEAL_WORTH_NAMING)
-        .map(|(what, s)| format!("{what} {:.0}%", s * 100.0))
+        .map(|(what, s)| format!("{what}: {:.0}%", s * 100.0))
         .collect();
     Some(if named.is_empty() {
         format!(
@@ -160,7 +160,7 @@ pub fn steal_summary(steal: &[(String, f64)]) -> Option<String> {
             STEAL_WORTH_NAMING * 100.0,
             named.len(),
             steal.len(),
-            named.join(", ")
+            named.join("; ")
         )
     })
 }
@@ -242,4 +242,28 @@ pub fn durability_notes() -> [(&'static str, &'static str); 3] {
              response written after the commit",
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steal_summary;
+
+    #[test]
+    fn names_measurements_with_steal() {
+        assert_eq!(steal_summary(&[]), None);
+        let calm = steal_summary(&[("ours in warm read".into(), 0.02)]).unwrap();
+        assert!(calm.ends_with("at most 2%"), "{calm}");
+        let slow = steal_summary(&[
+            ("ours in warm read".into(), 0.02),
+            ("floor in warm read".into(), 0.36),
+            ("ours in durable write".into(), 0.19),
+        ])
+        .unwrap();
+        assert!(
+            slow.contains(
+                "5% or more in 2 of 3 (floor in warm read: 36%; ours in durable write: 19%)"
+            ),
+            "{slow}"
+        );
+    }
 }

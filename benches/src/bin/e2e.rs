@@ -205,7 +205,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 Ok(result) => {
                     println!("  {:<12} {}", peer.label(), result.detail);
                     for (what, share) in result.steal {
-                        steal.push((format!("{what}, {}", peer.label()), share));
+                        steal.push((format!("{} in {what}", peer.label()), share));
                     }
                     for (metric, value) in result.values {
                         results.set(metric, *peer, Outcome::Measured(value));
