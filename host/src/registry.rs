@@ -2,10 +2,11 @@
 //!
 //! Each object that has events is served by one actor, a tokio task that owns the object's
 //! database and live instance and takes its events one at a time, in arrival order, from an
-//! unbounded queue. Events of different objects run in parallel (each event runs on a blocking
-//! thread, see `object`). An event for an object with nothing queued or running skips the
+//! unbounded queue. Events of different objects run in parallel, each on a thread that may
+//! block (the actor task's own worker, given up to tokio with `block_in_place` while the batch
+//! runs; see `run_blocking`). An event for an object with nothing queued or running skips the
 //! queue: its dispatcher runs it on its own thread with the actor's state (see `Slot`), which
-//! saves two thread hand-offs per event.
+//! saves the actor task's wake-up per event.
 //!
 //! Invariant: an actor is in `actors` exactly while it accepts events. Dispatch (find or create
 //! the actor, enqueue) and retirement (check the queue is empty, remove) both happen under the
@@ -64,7 +65,7 @@ pub enum DispatchError {
 
 /// Most events whose responses wait for one group-commit sync.
 const MAX_GROUP_COMMIT: usize = 256;
-/// Most queued events run in one hand-off to a blocking thread.
+/// Most queued events run in one batch (one `run_blocking`).
 const MAX_BATCH: usize = 64;
 /// How often shutdown says what it is still waiting for.
 const SHUTDOWN_REPORT: Duration = Duration::from_secs(5);
@@ -559,8 +560,8 @@ impl ObjectRegistry {
             return back.ran(ran);
         }
         let work = work.expect("not run inline");
-        // The blocking thread gives the state back itself: this future may be dropped (its
-        // client gone) before the thread is done.
+        // Not `run_blocking`: the blocking thread gives the state back itself, since this
+        // future may be dropped (its client gone) before the thread is done.
         let _ = tokio::task::spawn_blocking(move || {
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
             back.ran(ran.map_err(|panic| panic_message(&*panic)));
@@ -605,8 +606,8 @@ impl GiveBack {
                 slot.put(state, held);
             }
             Err(panic) => {
-                // As for a panic on the actor's blocking thread: the state went down with it
-                // (the caller sees the object lost).
+                // As for a panic in the actor's batch: the state went down with it (the caller
+                // sees the object lost).
                 shared.metrics.events_failed.fetch_add(1, Ordering::Relaxed);
                 retire_after_panic(&shared, id, &slot, &panic);
                 slot.poison();
@@ -645,7 +646,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
+        .unwrap_or_else(|| "(a panic without a message)".into())
 }
 
 /// Runs `work` (an actor's batch) where blocking is allowed, and returns its result or the
@@ -653,9 +654,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// [`tokio::task::block_in_place`]: tokio hands this worker's other tasks to another thread,
 /// and the actor task carries on on this one when the batch is done, with no wake-up to come
 /// back. [`tokio::task::spawn_blocking`] costs two thread switches per batch: on this
-/// project's 2-vCPU VM the whole server's CPU per durable write on one busy object was ~4%
-/// lower this way (e2e `write-one-room`, 5 pairs matched by the machine's steal; 117 against
-/// 122 us at 5% steal). Elsewhere (a current-thread runtime) it runs on a blocking thread.
+/// project's 2-vCPU VM the whole server's CPU per durable write on one busy object was 1-8%
+/// lower this way (e2e `write-one-room`, pairs matched by the machine's steal, in
+/// benches/README.md). Elsewhere (a current-thread runtime) it runs on a blocking thread.
 async fn run_blocking<T, F>(work: F) -> Result<T, String>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -666,9 +667,13 @@ where
         return done;
     }
     let work = work.expect("not run inline");
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| e.to_string())
+    // Caught on the thread, so a panic reads the same either way.
+    tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .map_err(|panic| panic_message(&*panic))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("blocking task ended: {e}")))
 }
 
 /// Runs `work` on this thread with [`tokio::task::block_in_place`] where tokio allows it
@@ -787,8 +792,8 @@ fn spawn_actor(shared: &Arc<Shared>, id: ObjectId) -> ActorHandle {
     }
 }
 
-/// The state an actor keeps between events. Moved to a blocking thread for each batch of
-/// queued events, or lent to a dispatcher for one event (see `Slot`).
+/// The state an actor keeps between events. Run where blocking is allowed for each batch of
+/// queued events (`run_blocking`), or lent to a dispatcher for one event (see `Slot`).
 struct Actor {
     shared: Arc<Shared>,
     id: ObjectId,
@@ -957,7 +962,7 @@ impl Actor {
                 }
                 Err(panic) => {
                     // A bug in the host, not the guest. The actor's state, the batch and the
-                    // held responses went down with the thread (nothing of theirs was made
+                    // held responses went down with the panic (nothing of theirs was made
                     // durable; their callers see the actor gone).
                     retire_after_panic(&shared, id, &slot, &panic);
                     return;
@@ -1007,8 +1012,7 @@ impl Actor {
         }
         // Nothing else queued to share the sync: sync here, on this thread, rather than in a
         // hand-off of its own (two thread switches fewer: some 30 us less per durable event,
-        // measured on new objects). Events that arrive meanwhile wait for the next batch, as
-        // they would for a hand-off.
+        // measured on new objects). Events that arrive meanwhile wait for the next batch.
         if !pending.is_empty() && waiting.load(Ordering::Acquire) == 0 {
             let result = self.store().map_or(Ok(()), SqlStore::sync);
             self.release(pending, result);
@@ -1321,5 +1325,35 @@ impl Actor {
             first_event: Duration::ZERO,
         };
         Ok((live, timings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_blocking;
+    use std::thread;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_runs_on_the_actor_tasks_own_thread() {
+        let on_its_thread = tokio::spawn(async {
+            let task_thread = thread::current().id();
+            run_blocking(move || thread::current().id() == task_thread).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(on_its_thread, Ok(true));
+        let panicked = tokio::spawn(run_blocking(|| -> u32 { panic!("boom") }))
+            .await
+            .unwrap();
+        assert_eq!(panicked, Err("boom".to_string()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_workers_a_batch_runs_on_a_blocking_thread() {
+        let task_thread = thread::current().id();
+        let elsewhere = run_blocking(move || thread::current().id() != task_thread).await;
+        assert_eq!(elsewhere, Ok(true));
+        let panicked = run_blocking(|| -> u32 { panic!("{}", "boom".to_string()) }).await;
+        assert_eq!(panicked, Err("boom".to_string()));
     }
 }
