@@ -267,6 +267,7 @@ impl App {
                 error_response(&err)
             }
         };
+        self.registry.metrics().requests.observe(started.elapsed());
         tracing::debug!(
             %peer, %method, %path,
             status = response.status().as_u16(),

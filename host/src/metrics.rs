@@ -1,4 +1,4 @@
-//! Host metrics: cold starts split into phases, warm request latency, live objects,
+//! Host metrics: request latency, cold starts split into phases, warm event latency, live objects,
 //! evictions, limit hits, rows read and written. Served as Prometheus text on the admin
 //! listener (`dohost run --admin ADDR`, `GET /metrics`) and summarized by `dohost coldstart`.
 //!
@@ -10,10 +10,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds of the latency histogram buckets, in seconds.
+/// Upper bounds of the latency histogram buckets, in seconds. Finer from 50 us to 1 ms, where a
+/// warm request and a cold start fall.
 const BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_25, 0.000_3,
+    0.000_4, 0.000_5, 0.000_75, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// A Prometheus histogram of durations.
@@ -109,6 +111,8 @@ pub enum LimitKind {
 /// All host metrics of one class.
 #[derive(Default)]
 pub struct Metrics {
+    /// HTTP requests to objects, from the request head read to the response ready.
+    pub requests: Histogram,
     pub open_database: Histogram,
     pub instantiate: Histogram,
     pub first_event: Histogram,
@@ -191,6 +195,11 @@ impl Metrics {
         let class_label = format!("class=\"{}\"", class.replace(['\\', '"', '\n'], "_"));
         let l = class_label.as_str();
         for (name, hist, help) in [
+            (
+                "dohost_request_seconds",
+                &self.requests,
+                "HTTP requests, from the request head read to the response ready (errors included).",
+            ),
             (
                 "dohost_activation_open_database_seconds",
                 &self.open_database,
@@ -373,6 +382,7 @@ mod tests {
             first_event: Duration::from_micros(200),
         });
         m.warm_event.observe(Duration::from_micros(80));
+        m.requests.observe(Duration::from_micros(180));
         m.record_eviction(Eviction::Idle);
         let text = m.render("room", &[("dohost_test_ready", "A gauge.", 3)]);
         assert!(text.contains("dohost_activations_total{class=\"room\"} 1"));
@@ -380,6 +390,8 @@ mod tests {
             "dohost_activation_instantiate_seconds_bucket{class=\"room\",le=\"0.00005\"} 1"
         ));
         assert!(text.contains("dohost_warm_event_seconds_count{class=\"room\"} 1"));
+        assert!(text.contains("dohost_request_seconds_bucket{class=\"room\",le=\"0.00015\"} 0"));
+        assert!(text.contains("dohost_request_seconds_bucket{class=\"room\",le=\"0.0002\"} 1"));
         assert!(
             text.contains("# TYPE dohost_test_ready gauge\ndohost_test_ready{class=\"room\"} 3")
         );
