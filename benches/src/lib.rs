@@ -16,7 +16,7 @@
 //! correction), [`stats`] (exact percentiles), [`peers`] (starting and stopping the servers),
 //! [`floor`] (the floor server), [`scenarios`] (what is measured), [`report`] (the table),
 //! [`syncs`] (counting each peer's fsyncs), [`usage`] (each peer's CPU time and the machine's
-//! steal), [`machine`] and [`workspace`] (what machine, which builds).
+//! steal), [`server_latency`] (latency at the server, from dohost's own histogram), [`machine`] and [`workspace`] (what machine, which builds).
 
 pub mod floor;
 pub mod loadgen;
@@ -24,6 +24,7 @@ pub mod machine;
 pub mod peers;
 pub mod report;
 pub mod scenarios;
+pub mod server_latency;
 pub mod stats;
 pub mod syncs;
 pub mod usage;

@@ -114,6 +114,8 @@ impl Default for PeerSettings {
 pub struct Peer {
     pub kind: PeerKind,
     pub addr: SocketAddr,
+    /// dohost's admin listener (`--admin`: `/metrics`); the other peers have none.
+    pub admin: Option<SocketAddr>,
     child: Child,
     log: PathBuf,
 }
@@ -131,6 +133,7 @@ impl Peer {
         std::fs::create_dir_all(data)?;
         let addr = free_port()?;
         let log = work.join(format!("{}.log", kind.name()));
+        let mut admin = None;
         let mut command = match kind {
             PeerKind::DohostRust | PeerKind::DohostJs => {
                 let component = match kind {
@@ -140,6 +143,8 @@ impl Peer {
                         .context("the JS component was not built")?,
                     _ => &binaries.rust_component,
                 };
+                let metrics = free_port()?;
+                admin = Some(metrics);
                 let mut c = Command::new(&binaries.dohost);
                 c.arg("run")
                     .arg(component)
@@ -156,6 +161,8 @@ impl Peer {
                     .arg("--idle-timeout")
                     .arg(format!("{}ms", settings.idle_timeout.as_millis()))
                     .arg("--no-fetch")
+                    .arg("--admin")
+                    .arg(metrics.to_string())
                     .env("RUST_LOG", "warn");
                 c
             }
@@ -195,6 +202,7 @@ impl Peer {
         let mut peer = Peer {
             kind,
             addr,
+            admin,
             child,
             log,
         };

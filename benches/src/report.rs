@@ -134,8 +134,9 @@ impl Results {
 /// slower machine.
 const STEAL_WORTH_NAMING: f64 = 0.05;
 
-/// One line on the machine's stolen CPU time during the timed measurements (`what` and share
-/// of each), or `None` if none was watched.
+/// One line on the machine's stolen CPU time during the watched measurements (`what` and share
+/// of each: the closed loops, the back-to-back cold start, the re-activation), or `None` if
+/// none was watched.
 pub fn steal_summary(steal: &[(String, f64)]) -> Option<String> {
     let most = steal
         .iter()
@@ -148,13 +149,13 @@ pub fn steal_summary(steal: &[(String, f64)]) -> Option<String> {
         .collect();
     Some(if named.is_empty() {
         format!(
-            "machine steal (CPU time the hypervisor gave elsewhere) during the timed \
+            "machine steal (CPU time the hypervisor gave elsewhere) during the watched \
              measurements: at most {:.0}%",
             most * 100.0
         )
     } else {
         format!(
-            "machine steal (CPU time the hypervisor gave elsewhere) during the timed \
+            "machine steal (CPU time the hypervisor gave elsewhere) during the watched \
              measurements: {:.0}% or more in {} of {} ({}); their figures are of a slower \
              machine, and CPU per request is the figure to compare",
             STEAL_WORTH_NAMING * 100.0,

@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::loadgen::{self, Amount, Load, LoadReport, Pacing, PlannedRequest, RequestPlan};
 use crate::peers::{Binaries, Peer, PeerKind, PeerSettings};
+use crate::server_latency::{self, Buckets};
 use crate::stats::{fmt_duration, fmt_rate};
 use crate::syncs::SyncCounter;
 use crate::usage::{Usage, UsageProbe};
@@ -90,6 +91,7 @@ impl Scenario {
                 WarmReadThroughput,
                 WarmReadCpu,
                 WarmReadP50,
+                WarmReadServerP50,
                 WarmReadP99,
                 WarmReadP999,
             ],
@@ -143,6 +145,7 @@ pub enum Metric {
     WarmReadThroughput,
     WarmReadCpu,
     WarmReadP50,
+    WarmReadServerP50,
     WarmReadP99,
     WarmReadP999,
     WriteOneThroughput,
@@ -166,10 +169,11 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 23] = [
+    pub const ALL: [Metric; 24] = [
         Metric::WarmReadThroughput,
         Metric::WarmReadCpu,
         Metric::WarmReadP50,
+        Metric::WarmReadServerP50,
         Metric::WarmReadP99,
         Metric::WarmReadP999,
         Metric::WriteOneThroughput,
@@ -221,6 +225,9 @@ impl Metric {
             Metric::WarmReadThroughput => format!("warm read, {c} conns closed loop: req/s"),
             Metric::WarmReadCpu => "warm read, closed loop: server CPU per request".into(),
             Metric::WarmReadP50 => format!("warm read at {rate} (CO-corrected): p50"),
+            Metric::WarmReadServerP50 => {
+                format!("warm read at {rate}: p50 at the server (dohost's histogram)")
+            }
             Metric::WarmReadP99 => format!("warm read at {rate} (CO-corrected): p99"),
             Metric::WarmReadP999 => format!("warm read at {rate} (CO-corrected): p99.9"),
             Metric::WriteOneThroughput => format!("durable write, 1 room, {c} conns: req/s"),
@@ -389,6 +396,23 @@ impl Runner<'_> {
         Ok((report, costs))
     }
 
+    /// For dohost: its request histogram at the start and the end of the measured window of a
+    /// timed load that starts now (see [`crate::server_latency`]).
+    fn watch_server_latency(
+        &self,
+        peer: &Peer,
+    ) -> Option<tokio::task::JoinHandle<Option<(Buckets, Buckets)>>> {
+        let admin = peer.admin?;
+        let (warmup, measure) = (self.options.warmup, self.options.measure);
+        Some(tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let before = server_latency::scrape(admin).await?;
+            tokio::time::sleep(measure).await;
+            let after = server_latency::scrape(admin).await?;
+            Some((before, after))
+        }))
+    }
+
     /// Watches `peer` during the measured window of a timed load that starts now: its CPU
     /// time and the machine's steal, and with `--count-syncs` its file syncs.
     fn watch_timed(&self, peer: &Peer, work: &std::path::Path) -> tokio::task::JoinHandle<Watched> {
@@ -423,6 +447,7 @@ impl Runner<'_> {
         let (mut closed, costs) = self
             .closed_loop(&peer, work, plan.clone(), "warm read, closed loop")
             .await?;
+        let at_server = self.watch_server_latency(&peer);
         let mut fixed = loadgen::run(
             peer.addr,
             self.timed(
@@ -433,19 +458,31 @@ impl Runner<'_> {
         )
         .await?;
         fixed.require_clean("warm read, fixed rate")?;
+        let server_p50 = match at_server {
+            Some(watch) => watch.await.ok().flatten(),
+            None => None,
+        }
+        .and_then(|(before, after)| after.quantile_since(&before, 0.5));
         peer.stop().await?;
         let detail = format!(
-            "closed loop: {} ({}){}; at {}: {}, unsent {}",
+            "closed loop: {} ({}){}; at {}: {}, unsent {}{}",
             fmt_rate(closed.throughput()),
             closed.latencies.summary(),
             costs.describe(),
             fmt_rate(self.options.rate),
             fixed.latencies.summary(),
             fixed.unsent,
+            server_p50.map_or(String::new(), |p50| format!(
+                "; at the server (dohost_request_seconds): p50 {} (in its bucket {}-{})",
+                fmt_duration(Duration::from_secs_f64(p50.seconds)),
+                fmt_duration(Duration::from_secs_f64(p50.lower)),
+                fmt_duration(Duration::from_secs_f64(p50.upper)),
+            )),
         );
         let mut values = vec![(Metric::WarmReadThroughput, closed.throughput())];
         values.extend(costs.cpu_value(Metric::WarmReadCpu));
         push_quantile(&mut values, Metric::WarmReadP50, &mut fixed, 0.5);
+        values.extend(server_p50.map(|p50| (Metric::WarmReadServerP50, p50.seconds)));
         push_quantile(&mut values, Metric::WarmReadP99, &mut fixed, 0.99);
         push_quantile(&mut values, Metric::WarmReadP999, &mut fixed, 0.999);
         Ok(PeerResult {
@@ -567,10 +604,11 @@ impl Runner<'_> {
         // Back to back: the next new room as soon as the last one answered, a burst that
         // also measures how fast a peer can create objects.
         let plan: RequestPlan = Arc::new(|i| join(&format!("new-{i}"), 0));
-        let watch = Watch::start(peer.pid(), work, self.options.count_syncs);
+        let mut watch = Watch::start(peer.pid(), work, self.options.count_syncs);
         if watch.syncs.is_some() {
-            // perf needs a moment to attach.
+            // perf needs a moment to attach; the CPU is counted from the end of that moment.
             tokio::time::sleep(Duration::from_millis(300)).await;
+            watch.usage = UsageProbe::start(peer.pid());
         }
         // One connection: each figure is one activation alone, as a client sees it.
         let mut report = batch(&peer, rooms, 1, plan).await?;
@@ -788,7 +826,7 @@ impl Costs {
                 .map(|s| s as f64 / requests as f64),
             cpu: watched.usage.and_then(|u| u.per_request(requests)),
             cores: watched.usage.map(|u| u.cores),
-            steal: watched.usage.map(|u| u.steal),
+            steal: watched.usage.and_then(|u| u.steal),
         }
     }
 

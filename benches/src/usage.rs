@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 pub struct UsageProbe {
     pid: u32,
     cpu: Duration,
-    machine: MachineTimes,
+    machine: Option<MachineTimes>,
     started: Instant,
 }
 
@@ -24,8 +24,9 @@ pub struct UsageProbe {
 pub struct Usage {
     /// The peer's CPU time (user + system) during the window.
     pub cpu: Duration,
-    /// Share of the machine's CPU time stolen by the hypervisor during the window (0.0-1.0).
-    pub steal: f64,
+    /// Share of the machine's CPU time stolen by the hypervisor during the window (0.0-1.0),
+    /// where `/proc/stat` says.
+    pub steal: Option<f64>,
     /// The peer's CPU time over the window's wall time: cores kept busy.
     pub cores: f64,
 }
@@ -36,7 +37,7 @@ impl UsageProbe {
         Some(Self {
             pid,
             cpu: process_cpu(pid)?,
-            machine: MachineTimes::read()?,
+            machine: MachineTimes::read(),
             started: Instant::now(),
         })
     }
@@ -44,17 +45,18 @@ impl UsageProbe {
     /// Ends the window. `None` if the peer is gone.
     pub fn finish(self) -> Option<Usage> {
         let cpu = process_cpu(self.pid)?.saturating_sub(self.cpu);
-        let machine = MachineTimes::read()?;
-        let total = machine.total.saturating_sub(self.machine.total);
-        let steal = machine.steal.saturating_sub(self.machine.steal);
+        let steal = self
+            .machine
+            .zip(MachineTimes::read())
+            .and_then(|(then, now)| {
+                let total = now.total.saturating_sub(then.total);
+                let steal = now.steal.saturating_sub(then.steal);
+                (total > 0).then(|| steal as f64 / total as f64)
+            });
         let wall = self.started.elapsed().as_secs_f64();
         Some(Usage {
             cpu,
-            steal: if total == 0 {
-                0.0
-            } else {
-                steal as f64 / total as f64
-            },
+            steal,
             cores: if wall > 0.0 {
                 cpu.as_secs_f64() / wall
             } else {
