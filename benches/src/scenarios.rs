@@ -84,36 +84,10 @@ impl Scenario {
     }
 
     /// The rows this scenario fills.
-    pub fn metrics(self) -> &'static [Metric] {
-        use Metric::*;
-        match self {
-            Scenario::WarmRead => &[
-                WarmReadThroughput,
-                WarmReadCpu,
-                WarmReadP50,
-                WarmReadServerP50,
-                WarmReadP99,
-                WarmReadP999,
-            ],
-            Scenario::WriteOneRoom => &[
-                WriteOneThroughput,
-                WriteOneP50,
-                WriteOneP99,
-                WriteOneCpu,
-                WriteOneSyncs,
-            ],
-            Scenario::WriteSpread => &[SpreadThroughput, SpreadP99, SpreadCpu, SpreadSyncs],
-            Scenario::ColdStart => &[
-                ColdPacedP50,
-                ColdPacedP99,
-                ColdP50,
-                ColdP99,
-                ColdCpu,
-                ColdSyncs,
-            ],
-            Scenario::Reactivation => &[ReactivationP50, ReactivationP99],
-            Scenario::Memory => &[MemoryPerObject],
-        }
+    pub fn metrics(self) -> impl Iterator<Item = Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(move |m| m.scenario() == self)
     }
 }
 
@@ -195,6 +169,24 @@ impl Metric {
         Metric::ReactivationP99,
         Metric::MemoryPerObject,
     ];
+
+    /// The scenario that fills this row.
+    pub fn scenario(self) -> Scenario {
+        use Metric::*;
+        match self {
+            WarmReadThroughput | WarmReadCpu | WarmReadP50 | WarmReadServerP50 | WarmReadP99
+            | WarmReadP999 => Scenario::WarmRead,
+            WriteOneThroughput | WriteOneP50 | WriteOneP99 | WriteOneCpu | WriteOneSyncs => {
+                Scenario::WriteOneRoom
+            }
+            SpreadThroughput | SpreadP99 | SpreadCpu | SpreadSyncs => Scenario::WriteSpread,
+            ColdPacedP50 | ColdPacedP99 | ColdP50 | ColdP99 | ColdCpu | ColdSyncs => {
+                Scenario::ColdStart
+            }
+            ReactivationP50 | ReactivationP99 => Scenario::Reactivation,
+            MemoryPerObject => Scenario::Memory,
+        }
+    }
 
     pub fn unit(self) -> Unit {
         match self {

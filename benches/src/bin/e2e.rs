@@ -214,7 +214,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => {
                     println!("  {:<12} FAILED: {e:#}", peer.label());
                     for metric in scenario.metrics() {
-                        results.set(*metric, *peer, Outcome::Failed(format!("{e:#}")));
+                        results.set(metric, *peer, Outcome::Failed(format!("{e:#}")));
                     }
                 }
             }
