@@ -562,11 +562,7 @@ impl ObjectRegistry {
         let work = work.expect("not run inline");
         // Not `run_blocking`: the blocking thread gives the state back itself, since this
         // future may be dropped (its client gone) before the thread is done.
-        let _ = tokio::task::spawn_blocking(move || {
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-            back.ran(ran.map_err(|panic| panic_message(&*panic)));
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || back.ran(catch_panic(work))).await;
     }
 }
 
@@ -641,12 +637,15 @@ fn retire_after_panic(shared: &Shared, id: ObjectId, slot: &Arc<Slot>, panic: &d
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(a panic without a message)".into())
+/// Runs `work`, and returns its result or the message of its panic.
+fn catch_panic<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic without a message)".into())
+    })
 }
 
 /// Runs `work` (an actor's batch) where blocking is allowed, and returns its result or the
@@ -668,12 +667,9 @@ where
     }
     let work = work.expect("not run inline");
     // Caught on the thread, so a panic reads the same either way.
-    tokio::task::spawn_blocking(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-            .map_err(|panic| panic_message(&*panic))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("blocking task ended: {e}")))
+    tokio::task::spawn_blocking(move || catch_panic(work))
+        .await
+        .unwrap_or_else(|e| Err(format!("blocking task ended: {e}")))
 }
 
 /// Runs `work` on this thread with [`tokio::task::block_in_place`] where tokio allows it
@@ -683,13 +679,11 @@ fn run_inline<T>(work: &mut Option<impl FnOnce() -> T>) -> Option<Result<T, Stri
     if !can_block_in_place() {
         return None;
     }
-    let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        tokio::task::block_in_place(|| work.take().expect("taken once")())
-    }));
+    let inline = catch_panic(|| tokio::task::block_in_place(|| work.take().expect("taken once")()));
     match inline {
         Ok(done) => Some(Ok(done)),
         // It ran and panicked.
-        Err(panic) if work.is_none() => Some(Err(panic_message(&*panic))),
+        Err(panic) if work.is_none() => Some(Err(panic)),
         // Tokio refused before running it (a `LocalSet`, say): not on this thread again.
         Err(_) => {
             INLINE_REFUSED.with(|refused| refused.set(true));
