@@ -138,10 +138,7 @@ const STEAL_WORTH_NAMING: f64 = 0.05;
 /// of each: the closed loops, the back-to-back cold start, the re-activation), or `None` if
 /// none was watched.
 pub fn steal_summary(steal: &[(String, f64)]) -> Option<String> {
-    let most = steal
-        .iter()
-        .map(|(_, s)| *s)
-        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))))?;
+    let most = steal.iter().map(|(_, s)| *s).reduce(f64::max)?;
     let named: Vec<String> = steal
         .iter()
         .filter(|(_, s)| *s >= STEAL_WORTH_NAMING)

@@ -5,6 +5,7 @@
 //! inherits objects, caches or memory from another, and stops it at the end. The same HTTP
 //! requests go to every peer: the game room's `POST /<room>/join` and `GET /<room>/count`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use anyhow::Context;
 
 use crate::loadgen::{self, Amount, Load, LoadReport, Pacing, PlannedRequest, RequestPlan};
 use crate::peers::{Binaries, Peer, PeerKind, PeerSettings};
-use crate::server_latency::{self, Buckets};
+use crate::server_latency::{self, Buckets, Estimate};
 use crate::stats::{fmt_duration, fmt_rate};
 use crate::syncs::SyncCounter;
 use crate::usage::{Usage, UsageProbe};
@@ -289,8 +290,9 @@ pub struct PeerResult {
     pub values: Vec<(Metric, f64)>,
     /// One or more human-readable lines with everything measured.
     pub detail: String,
-    /// The machine's stolen CPU time (share) during each timed measurement, by measurement.
-    pub steal: Vec<(&'static str, f64)>,
+    /// The machine's stolen CPU time (share) during the scenario's watched measurement, and
+    /// which measurement that was.
+    pub steal: Option<(&'static str, f64)>,
 }
 
 /// Runs scenarios against peers.
@@ -379,7 +381,8 @@ impl Runner<'_> {
         plan: RequestPlan,
         what: &str,
     ) -> anyhow::Result<(LoadReport, Costs)> {
-        let watching = self.watch_timed(peer, work);
+        let syncs_in = self.options.count_syncs.then_some(work);
+        let watching = self.watch_timed(peer, syncs_in, false);
         let load = self.timed(self.options.connections, Pacing::ClosedLoop);
         let report = loadgen::run(peer.addr, load, plan).await?;
         let watched = watching.await.unwrap_or_default();
@@ -388,32 +391,22 @@ impl Runner<'_> {
         Ok((report, costs))
     }
 
-    /// For dohost: its request histogram at the start and the end of the measured window of a
-    /// timed load that starts now (see [`crate::server_latency`]).
-    fn watch_server_latency(
+    /// Watches `peer` during the measured window of a timed load that starts now (see
+    /// [`Watch`]): file syncs only with `syncs_in`, dohost's request histogram only
+    /// `at_server`.
+    fn watch_timed(
         &self,
         peer: &Peer,
-    ) -> Option<tokio::task::JoinHandle<Option<(Buckets, Buckets)>>> {
-        let admin = peer.admin?;
+        syncs_in: Option<&std::path::Path>,
+        at_server: bool,
+    ) -> tokio::task::JoinHandle<Watched> {
+        let pid = peer.pid();
+        let admin = peer.admin.filter(|_| at_server);
+        let syncs_in = syncs_in.map(std::path::Path::to_path_buf);
         let (warmup, measure) = (self.options.warmup, self.options.measure);
-        Some(tokio::spawn(async move {
-            tokio::time::sleep(warmup).await;
-            let before = server_latency::scrape(admin).await?;
-            tokio::time::sleep(measure).await;
-            let after = server_latency::scrape(admin).await?;
-            Some((before, after))
-        }))
-    }
-
-    /// Watches `peer` during the measured window of a timed load that starts now: its CPU
-    /// time and the machine's steal, and with `--count-syncs` its file syncs.
-    fn watch_timed(&self, peer: &Peer, work: &std::path::Path) -> tokio::task::JoinHandle<Watched> {
-        let (pid, work) = (peer.pid(), work.to_path_buf());
-        let (warmup, measure) = (self.options.warmup, self.options.measure);
-        let count_syncs = self.options.count_syncs;
         tokio::spawn(async move {
             tokio::time::sleep(warmup).await;
-            let watch = Watch::start(pid, &work, count_syncs);
+            let watch = Watch::start(pid, syncs_in.as_deref(), admin).await;
             tokio::time::sleep(measure).await;
             watch.finish().await
         })
@@ -439,7 +432,7 @@ impl Runner<'_> {
         let (mut closed, costs) = self
             .closed_loop(&peer, work, plan.clone(), "warm read, closed loop")
             .await?;
-        let at_server = self.watch_server_latency(&peer);
+        let watching = self.watch_timed(&peer, None, true);
         let mut fixed = loadgen::run(
             peer.addr,
             self.timed(
@@ -449,12 +442,8 @@ impl Runner<'_> {
             plan,
         )
         .await?;
+        let server_p50 = watching.await.unwrap_or_default().server_p50();
         fixed.require_clean("warm read, fixed rate")?;
-        let server_p50 = match at_server {
-            Some(watch) => watch.await.ok().flatten(),
-            None => None,
-        }
-        .and_then(|(before, after)| after.quantile_since(&before, 0.5));
         peer.stop().await?;
         let detail = format!(
             "closed loop: {} ({}){}; at {}: {}, unsent {}{}",
@@ -596,7 +585,8 @@ impl Runner<'_> {
         // Back to back: the next new room as soon as the last one answered, a burst that
         // also measures how fast a peer can create objects.
         let plan: RequestPlan = Arc::new(|i| join(&format!("new-{i}"), 0));
-        let mut watch = Watch::start(peer.pid(), work, self.options.count_syncs);
+        let syncs_in = self.options.count_syncs.then_some(work);
+        let mut watch = Watch::start(peer.pid(), syncs_in, None).await;
         if watch.syncs.is_some() {
             // perf needs a moment to attach; the CPU is counted from the end of that moment.
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -671,7 +661,7 @@ impl Runner<'_> {
             format!("evicted by a live cap of {cap}")
         };
         let plan: RequestPlan = Arc::new(|i| PlannedRequest::get(format!("/re-{i}/count")));
-        let watch = Watch::start(peer.pid(), work, false);
+        let watch = Watch::start(peer.pid(), None, None).await;
         let mut report = batch(&peer, rooms, 1, plan).await?;
         let costs = Costs::of(watch.finish().await, &report);
         report.require_clean("re-activating rooms")?;
@@ -720,7 +710,7 @@ impl Runner<'_> {
         Ok(PeerResult {
             values: vec![(Metric::MemoryPerObject, per_object)],
             detail,
-            steal: Vec::new(),
+            steal: None,
         })
     }
 }
@@ -767,17 +757,31 @@ async fn batch(
 }
 
 /// Watches a peer during a measurement: its CPU time and the machine's steal (see
-/// [`crate::usage`]), and with `--count-syncs` its file syncs.
+/// [`crate::usage`]), its file syncs (`perf` output kept in a work directory), and dohost's
+/// request histogram (from its admin listener, see [`crate::server_latency`]).
 struct Watch {
     usage: Option<UsageProbe>,
     syncs: Option<SyncCounter>,
+    /// The admin listener and the histogram at the start.
+    server: Option<(SocketAddr, Buckets)>,
 }
 
 impl Watch {
-    fn start(pid: u32, work: &std::path::Path, count_syncs: bool) -> Self {
+    /// Starts watching process `pid`; its syncs only with `syncs_in`, the histogram only with
+    /// `admin`.
+    async fn start(
+        pid: u32,
+        syncs_in: Option<&std::path::Path>,
+        admin: Option<SocketAddr>,
+    ) -> Self {
+        let server = match admin {
+            Some(admin) => server_latency::scrape(admin).await.map(|b| (admin, b)),
+            None => None,
+        };
         Self {
-            syncs: count_syncs.then(|| SyncCounter::start(pid, work)).flatten(),
+            syncs: syncs_in.and_then(|work| SyncCounter::start(pid, work)),
             usage: UsageProbe::start(pid),
+            server,
         }
     }
 
@@ -787,7 +791,17 @@ impl Watch {
             Some(counter) => counter.finish().await,
             None => None,
         };
-        Watched { usage, syncs }
+        let server = match self.server {
+            Some((admin, before)) => server_latency::scrape(admin)
+                .await
+                .map(|after| (before, after)),
+            None => None,
+        };
+        Watched {
+            usage,
+            syncs,
+            server,
+        }
     }
 }
 
@@ -796,6 +810,16 @@ impl Watch {
 struct Watched {
     usage: Option<Usage>,
     syncs: Option<u64>,
+    /// dohost's request histogram at the start and at the end.
+    server: Option<(Buckets, Buckets)>,
+}
+
+impl Watched {
+    /// The p50 of the requests dohost's histogram counted in the window.
+    fn server_p50(&self) -> Option<Estimate> {
+        let (before, after) = self.server.as_ref()?;
+        after.quantile_since(before, 0.5)
+    }
 }
 
 /// A measurement's costs, per request answered.
@@ -826,8 +850,8 @@ impl Costs {
         self.cpu.map(|cpu| (metric, cpu.as_secs_f64()))
     }
 
-    fn steal_of(&self, what: &'static str) -> Vec<(&'static str, f64)> {
-        self.steal.map(|s| (what, s)).into_iter().collect()
+    fn steal_of(&self, what: &'static str) -> Option<(&'static str, f64)> {
+        self.steal.map(|s| (what, s))
     }
 
     /// `, server CPU 123us per request (0.91 cores), machine steal 2%, 0.06 file syncs per

@@ -31,7 +31,10 @@ pub async fn scrape(admin: SocketAddr) -> Option<Buckets> {
     let (status, body) = request_once(admin, PlannedRequest::get("/metrics"))
         .await
         .ok()?;
-    (status == 200).then(|| parse(&String::from_utf8_lossy(&body)))?
+    if status != 200 {
+        return None;
+    }
+    parse(&String::from_utf8_lossy(&body))
 }
 
 /// The `dohost_request_seconds_bucket` lines of a Prometheus text exposition.

@@ -204,7 +204,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             match outcome {
                 Ok(result) => {
                     println!("  {:<12} {}", peer.label(), result.detail);
-                    for (what, share) in result.steal {
+                    if let Some((what, share)) = result.steal {
                         steal.push((format!("{} in {what}", peer.label()), share));
                     }
                     for (metric, value) in result.values {
